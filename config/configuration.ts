@@ -1,0 +1,240 @@
+import 'reflect-metadata';
+import { plainToInstance, Transform } from 'class-transformer';
+import {
+  IsBoolean,
+  IsEmail,
+  IsIn,
+  IsInt,
+  IsOptional,
+  IsString,
+  Matches,
+  Max,
+  Min,
+  MinLength,
+  ValidateIf,
+  validateSync,
+  ValidationError,
+} from 'class-validator';
+
+const toInt = ({ value }: { value: unknown }) =>
+  value === undefined || value === '' ? undefined : Number(value);
+const toBool = ({ value }: { value: unknown }) => {
+  if (value === undefined || value === '') return undefined;
+  if (value === true || value === 'true' || value === '1') return true;
+  if (value === false || value === 'false' || value === '0') return false;
+  return value;
+};
+const toList = ({ value }: { value: unknown }) =>
+  typeof value === 'string'
+    ? value
+        .split(',')
+        .map((s) => s.trim().toLowerCase())
+        .filter(Boolean)
+    : value;
+const emptyToUndefined = ({ value }: { value: unknown }) => (value === '' ? undefined : value);
+
+const POSTGRES_URL = /^postgres(ql)?:\/\/[^\s]+$/;
+
+/** Raw environment, validated once at start-up. Nothing else reads process.env. */
+export class EnvironmentVariables {
+  @IsIn(['development', 'production', 'test'])
+  NODE_ENV: 'development' | 'production' | 'test' = 'development';
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(65535)
+  PORT = 3000;
+
+  @IsString()
+  HOST = '0.0.0.0';
+
+  @IsIn(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+  LOG_LEVEL = 'info';
+
+  /** Owner-role URL of the primary server (control plane + shared tier). Unset: embedded PostgreSQL. */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @Matches(POSTGRES_URL, { message: 'DATABASE_URL must be a postgres:// URL' })
+  DATABASE_URL?: string;
+
+  /** Owner-role URL of a second server for dedicated tenants. */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @Matches(POSTGRES_URL, { message: 'DATABASE_SECONDARY_URL must be a postgres:// URL' })
+  DATABASE_SECONDARY_URL?: string;
+
+  /** The runtime role: not superuser, no BYPASSRLS, owns no tables. */
+  @Matches(/^[a-z_][a-z0-9_]{0,62}$/, { message: 'DATABASE_APP_USER must be a plain lowercase role name' })
+  DATABASE_APP_USER = 'tenancy_app';
+
+  @Transform(emptyToUndefined)
+  @ValidateIf((env: EnvironmentVariables) => env.DATABASE_URL !== undefined)
+  @IsString({ message: 'DATABASE_APP_PASSWORD is required when DATABASE_URL is set' })
+  @MinLength(8, { message: 'DATABASE_APP_PASSWORD must be at least 8 characters' })
+  DATABASE_APP_PASSWORD?: string;
+
+  @IsString()
+  EMBEDDED_PG_DIR = '.data/postgres';
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1024)
+  @Max(65534)
+  EMBEDDED_PG_PORT = 54320;
+
+  /** Connections per shared database pool (shared tier and schema tenants share it). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(500)
+  DB_POOL_MAX = 20;
+
+  /** Connections per dedicated-database pool. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(100)
+  DB_DEDICATED_POOL_MAX = 3;
+
+  /** Cap on connections held by all tenant pools together. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(2)
+  @Max(10000)
+  DB_MAX_CONNECTIONS = 80;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  DB_POOL_IDLE_MS = 30_000;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  ROUTING_CACHE_TTL_MS = 60_000;
+
+  @Transform(emptyToUndefined)
+  @ValidateIf((env: EnvironmentVariables) => env.NODE_ENV === 'production' || env.JWT_SECRET !== undefined)
+  @IsString({ message: 'JWT_SECRET is required in production' })
+  @MinLength(32, { message: 'JWT_SECRET must be at least 32 characters' })
+  JWT_SECRET?: string;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(60)
+  JWT_TTL_SECONDS = 12 * 3600;
+
+  @Transform(toList)
+  @IsEmail({}, { each: true, message: 'PLATFORM_ADMIN_EMAILS must be a comma-separated list of emails' })
+  PLATFORM_ADMIN_EMAILS: string[] = [];
+
+  @Transform(toBool)
+  @IsOptional()
+  @IsBoolean({ message: 'DEV_LOGIN_ENABLED must be true or false' })
+  DEV_LOGIN_ENABLED?: boolean;
+
+  @IsIn(['request', 'durable'])
+  TENANT_PROVIDER_SCOPE: 'request' | 'durable' = 'durable';
+
+  /** Bench only: URL of a role that bypasses RLS, enabling the no-tenancy baseline route. */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @Matches(POSTGRES_URL, { message: 'BENCH_BASELINE_DATABASE_URL must be a postgres:// URL' })
+  BENCH_BASELINE_DATABASE_URL?: string;
+}
+
+export class ConfigurationError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigurationError';
+  }
+}
+
+function describe(errors: ValidationError[]): string[] {
+  return errors.flatMap((e) =>
+    Object.values(e.constraints ?? {}).map((msg) => (msg.includes(e.property) ? msg : `${e.property}: ${msg}`)),
+  );
+}
+
+export interface AppConfig {
+  env: 'development' | 'production' | 'test';
+  port: number;
+  host: string;
+  logLevel: string;
+  database: {
+    url?: string;
+    secondaryUrl?: string;
+    appUser: string;
+    appPassword?: string;
+    embeddedDir: string;
+    embeddedPort: number;
+    poolMax: number;
+    dedicatedPoolMax: number;
+    maxConnections: number;
+    poolIdleMs: number;
+  };
+  routingCacheTtlMs: number;
+  auth: {
+    jwtSecret?: string;
+    jwtTtlSeconds: number;
+    platformAdminEmails: string[];
+    devLoginEnabled: boolean;
+  };
+  tenantProviderScope: 'request' | 'durable';
+  benchBaselineUrl?: string;
+}
+
+/** Validates an environment (process.env by default) and returns typed configuration, or throws naming each bad variable. */
+export function loadConfig(source: Record<string, string | undefined> = process.env): AppConfig {
+  const known = Object.keys(new EnvironmentVariables());
+  const raw = Object.fromEntries(
+    Object.entries(source).filter(([k]) => known.includes(k) || k.startsWith('DATABASE_') || k.startsWith('BENCH_')),
+  );
+  const env = plainToInstance(EnvironmentVariables, raw, { exposeDefaultValues: true });
+  const problems = describe(validateSync(env, { skipMissingProperties: false }));
+  const isProd = env.NODE_ENV === 'production';
+  if (isProd && env.DEV_LOGIN_ENABLED === true) {
+    problems.push('DEV_LOGIN_ENABLED: the development login cannot be enabled when NODE_ENV=production');
+  }
+  if (env.DATABASE_SECONDARY_URL && !env.DATABASE_URL) {
+    problems.push('DATABASE_SECONDARY_URL: set DATABASE_URL too (a secondary server needs a primary)');
+  }
+  if (problems.length > 0) throw new ConfigurationError(problems);
+  return {
+    env: env.NODE_ENV,
+    port: env.PORT,
+    host: env.HOST,
+    logLevel: env.LOG_LEVEL,
+    database: {
+      url: env.DATABASE_URL,
+      secondaryUrl: env.DATABASE_SECONDARY_URL,
+      appUser: env.DATABASE_APP_USER,
+      appPassword: env.DATABASE_APP_PASSWORD,
+      embeddedDir: env.EMBEDDED_PG_DIR,
+      embeddedPort: env.EMBEDDED_PG_PORT,
+      poolMax: env.DB_POOL_MAX,
+      dedicatedPoolMax: env.DB_DEDICATED_POOL_MAX,
+      maxConnections: env.DB_MAX_CONNECTIONS,
+      poolIdleMs: env.DB_POOL_IDLE_MS,
+    },
+    routingCacheTtlMs: env.ROUTING_CACHE_TTL_MS,
+    auth: {
+      jwtSecret: env.JWT_SECRET,
+      jwtTtlSeconds: env.JWT_TTL_SECONDS,
+      platformAdminEmails: env.PLATFORM_ADMIN_EMAILS,
+      devLoginEnabled: env.DEV_LOGIN_ENABLED ?? !isProd,
+    },
+    tenantProviderScope: env.TENANT_PROVIDER_SCOPE,
+    benchBaselineUrl: env.BENCH_BASELINE_DATABASE_URL,
+  };
+}
+
+/** Reads ./.env when present (variables already set win), using Node's own parser. */
+export function loadDotEnv(file = '.env'): void {
+  try {
+    process.loadEnvFile(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}

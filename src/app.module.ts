@@ -1,0 +1,50 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { APP_FILTER, APP_PIPE } from '@nestjs/core';
+import { ConfigModule } from '@nestjs/config';
+import { LoggerModule } from 'nestjs-pino';
+import type { IncomingMessage } from 'node:http';
+import type { AppConfig } from '../config/configuration.js';
+import { AuthModule } from './auth/auth.module.js';
+import { BenchModule } from './bench/bench.module.js';
+import { HealthModule } from './health/health.module.js';
+import { ErrorFilter } from './http/error.filter.js';
+import { createValidationPipe } from './http/validation.js';
+import { OrganizationsModule } from './organizations/organizations.module.js';
+import { ProjectsModule } from './projects/projects.module.js';
+import type { DatabaseRuntime } from './tenancy/placements.js';
+import { TenancyModule } from './tenancy/tenancy.module.js';
+
+@Module({})
+export class AppModule {
+  static forRoot(config: AppConfig, runtime: DatabaseRuntime): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true, load: [() => config] }),
+        LoggerModule.forRoot({
+          pinoHttp: {
+            level: config.logLevel,
+            // Fastify already chose the id (see app.ts); logs and error bodies carry the same one.
+            genReqId: (req: IncomingMessage) => (req as IncomingMessage & { id: string }).id,
+            customProps: (req: IncomingMessage & { tenantId?: string }) => (req.tenantId ? { tenantId: req.tenantId } : {}),
+            redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]'], censor: '[redacted]' },
+            serializers: {
+              req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),
+              res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
+            },
+          },
+        }),
+        TenancyModule.forRoot({ runtime, providerScope: config.tenantProviderScope }),
+        AuthModule.register({ devLogin: config.auth.devLoginEnabled }),
+        OrganizationsModule,
+        ProjectsModule,
+        HealthModule,
+        ...(config.benchBaselineUrl ? [BenchModule.register(config.benchBaselineUrl, config.database.poolMax)] : []),
+      ],
+      providers: [
+        { provide: APP_PIPE, useFactory: createValidationPipe },
+        { provide: APP_FILTER, useClass: ErrorFilter },
+      ],
+    };
+  }
+}

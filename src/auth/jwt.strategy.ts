@@ -1,0 +1,37 @@
+import { Injectable } from '@nestjs/common';
+import { ConfigService } from '@nestjs/config';
+import { PassportStrategy } from '@nestjs/passport';
+import { ExtractJwt, Strategy } from 'passport-jwt';
+import type { AppConfig } from '../../config/configuration.js';
+import { isUuid } from '../../libs/postgres/index.js';
+import type { AuthUser } from './auth-user.js';
+
+export const TOKEN_ISSUER = 'tenancy-platform';
+
+interface TokenPayload {
+  sub?: unknown;
+  email?: unknown;
+}
+
+@Injectable()
+export class JwtStrategy extends PassportStrategy(Strategy, 'jwt') {
+  private readonly admins: Set<string>;
+
+  constructor(config: ConfigService<AppConfig, true>) {
+    const auth = config.get('auth', { infer: true });
+    super({
+      jwtFromRequest: ExtractJwt.fromAuthHeaderAsBearerToken(),
+      secretOrKey: auth.jwtSecret!,
+      algorithms: ['HS256'],
+      issuer: TOKEN_ISSUER,
+      ignoreExpiration: false,
+    });
+    this.admins = new Set(auth.platformAdminEmails);
+  }
+
+  validate(payload: TokenPayload): AuthUser | false {
+    if (!isUuid(payload.sub) || typeof payload.email !== 'string') return false;
+    // Admin rights are read from configuration on every request, so removing an email revokes them.
+    return { id: payload.sub, email: payload.email, platformAdmin: this.admins.has(payload.email.toLowerCase()) };
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * Base of every module's error class. Services throw these (never HttpException); the one
+ * filter in src/http turns the code into a status.
+ */
+export abstract class DomainError<C extends string = string> extends Error {
+  constructor(
+    readonly code: C,
+    message: string,
+    readonly field?: string,
+    readonly headers?: Record<string, string>,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export type HttpErrorCode =
+  | 'VALIDATION_FAILED'
+  | 'MALFORMED_BODY'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'UNSUPPORTED_MEDIA_TYPE'
+  | 'ROUTE_NOT_FOUND'
+  | 'CONFLICT'
+  | 'READ_ONLY'
+  | 'DATABASE_BUSY'
+  | 'INTERNAL';
+
+export class HttpError extends DomainError<HttpErrorCode> {}
+
+export class ValidationFailed extends HttpError {
+  constructor(field: string, reason: string) {
+    super('VALIDATION_FAILED', reason, field);
+  }
+}

@@ -1,0 +1,142 @@
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { QueryFailedError } from 'typeorm';
+import { PoolCapacityError } from '../../libs/postgres/index.js';
+import type { AuthErrorCode } from '../auth/auth.errors.js';
+import type { OrganizationsErrorCode } from '../organizations/organizations.errors.js';
+import type { ProjectsErrorCode } from '../projects/projects.errors.js';
+import type { TenancyErrorCode } from '../tenancy/tenancy.errors.js';
+import { DomainError, HttpErrorCode } from './domain-error.js';
+
+export type ErrorCode = HttpErrorCode | AuthErrorCode | TenancyErrorCode | OrganizationsErrorCode | ProjectsErrorCode;
+
+/** The one place codes become statuses; the compiler checks that every code has one. */
+export function statusFor(code: ErrorCode): number {
+  switch (code) {
+    case 'VALIDATION_FAILED':
+    case 'MALFORMED_BODY':
+    case 'TENANT_REQUIRED':
+    case 'TENANT_MISMATCH':
+    case 'SERVER_NOT_FOUND':
+    case 'TIER_NOT_ALLOWED':
+      return 400;
+    case 'UNAUTHENTICATED':
+      return 401;
+    case 'PLATFORM_ADMIN_REQUIRED':
+    case 'TENANT_SUSPENDED':
+    case 'ROLE_FORBIDDEN':
+    case 'OWNER_ROLE_RESTRICTED':
+    case 'READ_ONLY':
+      return 403;
+    case 'ROUTE_NOT_FOUND':
+    case 'TENANT_NOT_FOUND':
+    case 'MEMBER_NOT_FOUND':
+    case 'PROJECT_NOT_FOUND':
+    case 'TASK_NOT_FOUND':
+      return 404;
+    case 'CONFLICT':
+    case 'TENANT_SLUG_TAKEN':
+    case 'MEMBER_EXISTS':
+    case 'LAST_OWNER':
+      return 409;
+    case 'PAYLOAD_TOO_LARGE':
+      return 413;
+    case 'UNSUPPORTED_MEDIA_TYPE':
+      return 415;
+    case 'TENANT_UNAVAILABLE':
+    case 'PROVISIONING_FAILED':
+    case 'DATABASE_BUSY':
+      return 503;
+    case 'TENANT_CONTEXT_MISSING':
+    case 'INTERNAL':
+      return 500;
+    default: {
+      const unreachable: never = code;
+      return unreachable;
+    }
+  }
+}
+
+export interface ErrorBody {
+  status: number;
+  code: ErrorCode;
+  message: string;
+  field?: string;
+  requestId: string;
+}
+
+interface Mapped {
+  code: ErrorCode;
+  message: string;
+  field?: string;
+  headers?: Record<string, string>;
+  status?: number;
+}
+
+const PG_CODES: Record<string, Mapped> = {
+  '23505': { code: 'CONFLICT', message: 'a record with the same key already exists' },
+  '23503': { code: 'CONFLICT', message: 'the record refers to, or is referred to by, a record that does not exist' },
+  '23514': { code: 'VALIDATION_FAILED', message: 'a value is outside its allowed range' },
+  '22001': { code: 'VALIDATION_FAILED', message: 'a value is too long' },
+  '22P02': { code: 'VALIDATION_FAILED', message: 'a value has the wrong format' },
+  '25006': { code: 'READ_ONLY', message: 'this request may only read data' },
+  '53300': { code: 'DATABASE_BUSY', message: 'the database has no free connections; retry shortly', headers: { 'retry-after': '1' } },
+  '57P01': { code: 'DATABASE_BUSY', message: 'the database connection was closed; retry shortly', headers: { 'retry-after': '1' } },
+};
+
+function fromHttpException(e: HttpException): Mapped {
+  const status = e.getStatus();
+  if (status === 404) return { code: 'ROUTE_NOT_FOUND', message: 'no such route', status };
+  if (status === 413) return { code: 'PAYLOAD_TOO_LARGE', message: 'the request body is too large', status };
+  if (status === 415) return { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'send the body as application/json', status };
+  if (status === 401) return { code: 'UNAUTHENTICATED', message: 'a valid bearer token is required', status };
+  if (status < 500) return { code: 'MALFORMED_BODY', message: e.message, status };
+  return { code: 'INTERNAL', message: 'internal error', status: 500 };
+}
+
+/** Errors raised by Fastify itself (body parsing and the like) carry a statusCode. */
+function fromFramework(e: { statusCode: number; code?: string; message: string }): Mapped {
+  if (e.statusCode === 413) return { code: 'PAYLOAD_TOO_LARGE', message: 'the request body is too large', status: 413 };
+  if (e.statusCode === 415) return { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'send the body as application/json', status: 415 };
+  if (e.statusCode === 404) return { code: 'ROUTE_NOT_FOUND', message: 'no such route', status: 404 };
+  return { code: 'MALFORMED_BODY', message: 'the request body is not valid JSON', status: 400 };
+}
+
+export function mapError(exception: unknown): Mapped {
+  if (exception instanceof DomainError) {
+    return { code: exception.code as ErrorCode, message: exception.message, field: exception.field, headers: exception.headers };
+  }
+  if (exception instanceof HttpException) return fromHttpException(exception);
+  if (exception instanceof PoolCapacityError) {
+    return { code: 'DATABASE_BUSY', message: 'all database connections are busy; retry shortly', headers: { 'retry-after': '1' } };
+  }
+  if (exception instanceof QueryFailedError) {
+    const pgCode = (exception.driverError as { code?: string } | undefined)?.code;
+    if (pgCode && PG_CODES[pgCode]) return PG_CODES[pgCode];
+  }
+  const maybe = exception as { statusCode?: unknown; message?: string; code?: string } | null;
+  if (maybe && typeof maybe.statusCode === 'number' && maybe.statusCode >= 400 && maybe.statusCode < 500) {
+    return fromFramework({ statusCode: maybe.statusCode, code: maybe.code, message: maybe.message ?? '' });
+  }
+  return { code: 'INTERNAL', message: 'internal error; the request id identifies it in the logs' };
+}
+
+@Catch()
+export class ErrorFilter implements ExceptionFilter {
+  private readonly logger = new Logger('ErrorFilter');
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const ctx = host.switchToHttp();
+    const request = ctx.getRequest<FastifyRequest>();
+    const reply = ctx.getResponse<FastifyReply>();
+    const mapped = mapError(exception);
+    const status = mapped.status ?? statusFor(mapped.code);
+    if (status >= 500 && mapped.code !== 'DATABASE_BUSY') {
+      this.logger.error({ err: exception, requestId: request.id, tenantId: (request.raw as { tenantId?: string }).tenantId }, 'request failed');
+    }
+    const body: ErrorBody = { status, code: mapped.code, message: mapped.message, requestId: String(request.id) };
+    if (mapped.field) body.field = mapped.field;
+    if (mapped.headers) reply.headers(mapped.headers);
+    reply.status(status).send(body);
+  }
+}

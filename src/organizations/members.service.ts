@@ -1,0 +1,59 @@
+import { Injectable } from '@nestjs/common';
+import { TenantConnectionProvider } from '../tenancy/tenant-connection.provider.js';
+import { MemberRecord, TenantDirectory } from '../tenancy/tenant-directory.service.js';
+import type { Role } from '../tenancy/tenant-route.js';
+import { OrganizationsError } from './organizations.errors.js';
+
+const memberNotFound = (userId: string) => new OrganizationsError('MEMBER_NOT_FOUND', `user ${userId} is not a member of this tenant`, 'userId');
+
+/** Members of the current tenant. Only owners grant, change or remove the owner role; a tenant always keeps one owner. */
+@Injectable()
+export class MembersService {
+  constructor(
+    private readonly tenant: TenantConnectionProvider,
+    private readonly directory: TenantDirectory,
+  ) {}
+
+  list(limit: number, cursor?: string): Promise<MemberRecord[]> {
+    return this.directory.listMembers(this.tenant.tenant.id, limit, cursor);
+  }
+
+  async add(email: string, role: Role): Promise<MemberRecord> {
+    const { id: tenantId, slug } = this.tenant.tenant;
+    this.assertMayTouchOwner(role);
+    const user = await this.directory.ensureUser(email);
+    const member = await this.directory.addMember(tenantId, user.id, role);
+    if (!member) throw new OrganizationsError('MEMBER_EXISTS', `${user.email} is already a member of '${slug}'`, 'email');
+    return member;
+  }
+
+  async changeRole(userId: string, role: Role): Promise<MemberRecord> {
+    const tenantId = this.tenant.tenant.id;
+    const current = await this.directory.findMember(tenantId, userId);
+    if (!current) throw memberNotFound(userId);
+    if (current.role === 'owner' || role === 'owner') this.assertMayTouchOwner('owner');
+    this.check(await this.directory.changeMember(tenantId, userId, { role }), userId);
+    return (await this.directory.findMember(tenantId, userId))!;
+  }
+
+  async remove(userId: string): Promise<void> {
+    const tenantId = this.tenant.tenant.id;
+    const current = await this.directory.findMember(tenantId, userId);
+    if (!current) throw memberNotFound(userId);
+    if (current.role === 'owner') this.assertMayTouchOwner('owner');
+    this.check(await this.directory.changeMember(tenantId, userId, 'remove'), userId);
+  }
+
+  private assertMayTouchOwner(role: Role): void {
+    if (role === 'owner' && this.tenant.tenant.role !== 'owner') {
+      throw new OrganizationsError('OWNER_ROLE_RESTRICTED', 'only an owner may grant, change or remove the owner role', 'role');
+    }
+  }
+
+  private check(result: 'ok' | 'not_found' | 'last_owner', userId: string): void {
+    if (result === 'not_found') throw memberNotFound(userId);
+    if (result === 'last_owner') {
+      throw new OrganizationsError('LAST_OWNER', 'a tenant must keep at least one owner; make someone else owner first', 'role');
+    }
+  }
+}

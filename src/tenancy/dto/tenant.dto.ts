@@ -1,0 +1,104 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import { IsEmail, IsIn, IsInt, IsOptional, IsString, IsUUID, Length, Matches, Max, MaxLength, Min } from 'class-validator';
+import { TIERS, type TenantRoute, type TenantStatus, type Tier } from '../tenant-route.js';
+
+export class CreateTenantDto {
+  @ApiProperty({ example: 'acme', description: '3-63 lowercase letters, digits and dashes; unique' })
+  @IsString()
+  @Matches(/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/, {
+    message: 'slug must be 3-63 lowercase letters, digits or dashes, not starting or ending with a dash',
+  })
+  slug!: string;
+
+  @ApiProperty({ example: 'Acme Inc.' })
+  @IsString()
+  @Length(1, 200)
+  name!: string;
+
+  @ApiProperty({ enum: TIERS, example: 'shared' })
+  @IsIn(TIERS, { message: `tier must be one of: ${TIERS.join(', ')}` })
+  tier!: Tier;
+
+  @ApiProperty({ example: 'a@acme.test', description: 'Becomes the first owner; the user is created if new' })
+  @IsEmail({}, { message: 'ownerEmail must be an email address' })
+  @MaxLength(320)
+  ownerEmail!: string;
+
+  @ApiPropertyOptional({ example: 'secondary', description: 'Registered server key (dedicated tier only); default: another server when there is one' })
+  @IsOptional()
+  @IsString()
+  @Matches(/^[a-z][a-z0-9_-]{0,62}$/, { message: 'server must be a registered server key' })
+  server?: string;
+}
+
+export class ListTenantsQuery {
+  @ApiPropertyOptional({ minimum: 1, maximum: 500, default: 50 })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(500)
+  limit = 50;
+
+  @ApiPropertyOptional({ description: 'nextCursor of the previous page' })
+  @IsOptional()
+  @IsUUID('all', { message: 'cursor must be a cursor returned by the previous page' })
+  cursor?: string;
+}
+
+export class PlacementDto {
+  @ApiProperty({ enum: TIERS })
+  tier!: Tier;
+
+  @ApiProperty({ example: 'primary' })
+  server!: string;
+}
+
+export class TenantDto {
+  @ApiProperty({ format: 'uuid' })
+  id!: string;
+
+  @ApiProperty({ example: 'acme' })
+  slug!: string;
+
+  @ApiProperty()
+  name!: string;
+
+  @ApiProperty({ enum: ['provisioning', 'active', 'suspended', 'failed'] })
+  status!: TenantStatus;
+
+  @ApiPropertyOptional({ nullable: true })
+  statusReason!: string | null;
+
+  @ApiProperty({ type: PlacementDto })
+  placement!: PlacementDto;
+
+  @ApiProperty()
+  createdAt!: string;
+
+  @ApiProperty()
+  updatedAt!: string;
+
+  /** Database and schema names are internal; tier and server are what an operator needs. */
+  static from(r: TenantRoute): TenantDto {
+    return {
+      id: r.id,
+      slug: r.slug,
+      name: r.name,
+      status: r.status,
+      statusReason: r.statusReason,
+      placement: { tier: r.placement.tier, server: r.placement.serverKey },
+      createdAt: r.createdAt.toISOString(),
+      updatedAt: r.updatedAt.toISOString(),
+    };
+  }
+}
+
+export class TenantPageDto {
+  @ApiProperty({ type: [TenantDto] })
+  items!: TenantDto[];
+
+  @ApiPropertyOptional({ nullable: true, type: String })
+  nextCursor!: string | null;
+}

@@ -1,0 +1,106 @@
+import pg from 'pg';
+import { DatabaseServer, ensureDatabase, migrateSchema, quoteIdent, SqlMigration, tenantObjectName } from '../../libs/postgres/index.js';
+import type { Placement, Tier } from './tenant-route.js';
+
+/** The schema of the shared tier, and of every dedicated database. */
+export const SHARED_SCHEMA = 'tenant_data';
+export const CONTROL_SCHEMA = 'control';
+
+export interface DatabaseRuntime {
+  servers: Map<string, DatabaseServer>;
+  primary: DatabaseServer;
+  /** Where dedicated tenants go when no server is named: another server when there is one. */
+  defaultDedicatedServer: string;
+  controlMigrations: SqlMigration[];
+  tenantMigrations: SqlMigration[];
+  stop(): Promise<void>;
+}
+
+export const DATABASE_RUNTIME = Symbol('DATABASE_RUNTIME');
+
+/** Where a new tenant lives: names derived from its id only. */
+export function placementFor(runtime: DatabaseRuntime, tenantId: string, tier: Tier, serverKey?: string): Placement {
+  switch (tier) {
+    case 'shared':
+      return { tier, serverKey: runtime.primary.key, database: runtime.primary.database, schema: SHARED_SCHEMA };
+    case 'schema':
+      return { tier, serverKey: runtime.primary.key, database: runtime.primary.database, schema: tenantObjectName(tenantId) };
+    case 'dedicated':
+      return {
+        tier,
+        serverKey: serverKey ?? runtime.defaultDedicatedServer,
+        database: tenantObjectName(tenantId),
+        schema: SHARED_SCHEMA,
+      };
+  }
+}
+
+export async function withOwner<T>(server: DatabaseServer, database: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({
+    host: server.host,
+    port: server.port,
+    user: server.ownerUser,
+    password: server.ownerPassword,
+    database,
+    application_name: 'tenancy-admin',
+    connectionTimeoutMillis: 10_000,
+  });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** Privileges of the runtime role on one tenant schema: data only, never the bookkeeping. */
+export function grantTenantSchema(schema: string, appUser: string) {
+  const s = quoteIdent(schema);
+  const app = quoteIdent(appUser);
+  return async (c: pg.ClientBase) => {
+    await c.query(`GRANT USAGE ON SCHEMA ${s} TO ${app}`);
+    await c.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${s} TO ${app}`);
+    await c.query(`REVOKE ALL ON ${s}._migrations FROM ${app}`);
+  };
+}
+
+export function grantControlSchema(appUser: string) {
+  const app = quoteIdent(appUser);
+  return async (c: pg.ClientBase) => {
+    await c.query(`GRANT USAGE ON SCHEMA ${CONTROL_SCHEMA} TO ${app}`);
+    await c.query(`GRANT SELECT ON ${CONTROL_SCHEMA}.database_servers TO ${app}`);
+    await c.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ${CONTROL_SCHEMA}.tenants, ${CONTROL_SCHEMA}.users, ${CONTROL_SCHEMA}.memberships TO ${app}`);
+  };
+}
+
+function serverOf(runtime: DatabaseRuntime, key: string): DatabaseServer {
+  const server = runtime.servers.get(key);
+  if (!server) throw new Error(`database server '${key}' is not configured`);
+  return server;
+}
+
+/** Creates what a placement needs (schema or database) and brings it to the current tenant migrations. */
+export async function preparePlacement(runtime: DatabaseRuntime, p: Placement): Promise<string[]> {
+  const server = serverOf(runtime, p.serverKey);
+  if (p.tier === 'dedicated') {
+    await withOwner(server, server.database, async (c) => {
+      await ensureDatabase(c, p.database, server.ownerUser);
+      await c.query(`REVOKE ALL ON DATABASE ${quoteIdent(p.database)} FROM PUBLIC`);
+      await c.query(`GRANT CONNECT, TEMPORARY ON DATABASE ${quoteIdent(p.database)} TO ${quoteIdent(server.appUser)}`);
+    });
+  }
+  return withOwner(server, p.database, (c) =>
+    migrateSchema(c, p.schema, runtime.tenantMigrations, grantTenantSchema(p.schema, server.appUser)),
+  );
+}
+
+/** Removes a tenant's own schema or database. The shared schema is never dropped. */
+export async function dropPlacement(runtime: DatabaseRuntime, p: Placement): Promise<void> {
+  const server = serverOf(runtime, p.serverKey);
+  if (p.tier === 'schema') {
+    await withOwner(server, p.database, (c) => c.query(`DROP SCHEMA IF EXISTS ${quoteIdent(p.schema)} CASCADE`));
+  } else if (p.tier === 'dedicated') {
+    await withOwner(server, server.database, (c) => c.query(`DROP DATABASE IF EXISTS ${quoteIdent(p.database)} WITH (FORCE)`));
+  }
+}

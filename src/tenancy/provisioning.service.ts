@@ -1,0 +1,105 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { v7 as uuidv7 } from 'uuid';
+import { DATABASE_RUNTIME, DatabaseRuntime, dropPlacement, placementFor, preparePlacement } from './placements.js';
+import { RoutingTable } from './routing-table.service.js';
+import { TenantDirectory } from './tenant-directory.service.js';
+import { TenantPools } from './tenant-pools.service.js';
+import type { TenantRoute, Tier } from './tenant-route.js';
+import { TenancyError } from './tenancy.errors.js';
+
+export interface ProvisionTenant {
+  slug: string;
+  name: string;
+  tier: Tier;
+  ownerEmail: string;
+  server?: string;
+}
+
+/**
+ * Creates a tenant on any tier in one call: shared = rows; schema = its own schema, migrated;
+ * dedicated = its own database on a registered server, migrated. A failure half way removes
+ * what was made (schema, database, tenant row) and says why; the slug is free again.
+ */
+@Injectable()
+export class ProvisioningService {
+  private readonly logger = new Logger(ProvisioningService.name);
+
+  constructor(
+    @Inject(DATABASE_RUNTIME) private readonly runtime: DatabaseRuntime,
+    private readonly pools: TenantPools,
+    private readonly directory: TenantDirectory,
+    private readonly routing: RoutingTable,
+  ) {}
+
+  async provision(input: ProvisionTenant): Promise<TenantRoute> {
+    if (input.server !== undefined) {
+      if (!this.runtime.servers.has(input.server)) {
+        throw new TenancyError('SERVER_NOT_FOUND', `no database server is registered as '${input.server}'`, 'server');
+      }
+      if (input.tier !== 'dedicated' && input.server !== this.runtime.primary.key) {
+        throw new TenancyError(
+          'TIER_NOT_ALLOWED',
+          `shared and schema tenants live on the '${this.runtime.primary.key}' server; only dedicated tenants can be placed on '${input.server}'`,
+          'server',
+        );
+      }
+    }
+    const id = uuidv7();
+    const placement = placementFor(this.runtime, id, input.tier, input.server);
+    const owner = await this.directory.ensureUser(input.ownerEmail);
+    const slugTaken = await this.pools.control().transaction(async (m) => {
+      const inserted = await m.query<Array<{ id: string }>>(
+        `INSERT INTO control.tenants (id, slug, name, status, tier, server_key, database_name, schema_name)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (slug) DO NOTHING RETURNING id`,
+        [id, input.slug, input.name, input.tier === 'shared' ? 'active' : 'provisioning', input.tier,
+          placement.serverKey, placement.database, placement.schema],
+      );
+      if (!inserted.length) return true;
+      await m.query(`INSERT INTO control.memberships (tenant_id, user_id, role) VALUES ($1, $2, 'owner')`, [id, owner.id]);
+      return false;
+    });
+    if (slugTaken) throw new TenancyError('TENANT_SLUG_TAKEN', `the slug '${input.slug}' is already taken`, 'slug');
+    this.routing.forgetTenant([input.slug], id);
+
+    if (input.tier !== 'shared') {
+      try {
+        await preparePlacement(this.runtime, placement);
+        await this.pools.control().query(
+          `UPDATE control.tenants SET status = 'active', updated_at = now() WHERE id = $1`,
+          [id],
+        );
+      } catch (err) {
+        const reason = (err as Error).message;
+        this.logger.error({ tenantId: id, tier: input.tier, server: placement.serverKey, reason }, 'provisioning failed; cleaning up');
+        await this.undo(id, input.slug, placement).catch((cleanupErr: Error) =>
+          this.logger.error({ tenantId: id, reason: cleanupErr.message }, 'cleanup after failed provisioning failed'),
+        );
+        throw new TenancyError(
+          'PROVISIONING_FAILED',
+          `could not prepare the ${input.tier} placement on server '${placement.serverKey}' (${describeCause(err)}); nothing was kept, try again`,
+          undefined,
+          { 'retry-after': '5' },
+        );
+      }
+      this.routing.forgetTenant([input.slug], id);
+    }
+    const route = await this.directory.findTenant(id);
+    return route!;
+  }
+
+  private async undo(id: string, slug: string, placement: ReturnType<typeof placementFor>): Promise<void> {
+    await dropPlacement(this.runtime, placement).catch(() => undefined);
+    await this.pools.control().query('DELETE FROM control.tenants WHERE id = $1', [id]);
+    this.routing.forgetTenant([slug], id);
+  }
+}
+
+/** A cause a caller can act on, without internals such as hosts, roles or SQL. */
+function describeCause(err: unknown): string {
+  const code = (err as { code?: string }).code;
+  if (code === 'ECONNREFUSED' || code === 'ETIMEDOUT' || code === 'ENOTFOUND') return 'the database server is unreachable';
+  if (code === '53300') return 'the database server has no free connections';
+  if (code === '42501') return 'the platform lacks a privilege on that server';
+  if (code === '53100') return 'the database server is out of disk space';
+  return 'the database server refused the change';
+}

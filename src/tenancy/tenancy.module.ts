@@ -1,0 +1,61 @@
+import { DynamicModule, Global, Module, Provider, Scope } from '@nestjs/common';
+import { ContextIdFactory } from '@nestjs/core';
+import type { DatabaseRuntime } from './placements.js';
+import { DATABASE_RUNTIME } from './placements.js';
+import { ProvisioningService } from './provisioning.service.js';
+import { RoutingTable } from './routing-table.service.js';
+import { TenantAccessGuard } from './tenant-access.guard.js';
+import { TenantConnectionProvider } from './tenant-connection.provider.js';
+import { TenantContextIdStrategy } from './tenant-context-id.strategy.js';
+import { TenantContextStore } from './tenant-context.js';
+import { TenantDirectory } from './tenant-directory.service.js';
+import { EntityTarget, TenantEntityRegistry, TenantPools } from './tenant-pools.service.js';
+import { TenantsController } from './tenants.controller.js';
+import { TenantTransactionInterceptor } from './tenant-transaction.interceptor.js';
+
+export interface TenancyOptions {
+  runtime: DatabaseRuntime;
+  /** 'request': a provider per request; 'durable': one per tenant (see BENCHMARKS.md). */
+  providerScope: 'request' | 'durable';
+}
+
+@Global()
+@Module({})
+export class TenancyModule {
+  static forRoot(options: TenancyOptions): DynamicModule {
+    if (options.providerScope === 'durable') ContextIdFactory.apply(new TenantContextIdStrategy());
+    const exported = [TenantPools, RoutingTable, TenantDirectory, TenantContextStore, TenantEntityRegistry, TenantConnectionProvider, DATABASE_RUNTIME];
+    return {
+      module: TenancyModule,
+      controllers: [TenantsController],
+      providers: [
+        { provide: DATABASE_RUNTIME, useValue: options.runtime },
+        TenantEntityRegistry,
+        TenantPools,
+        RoutingTable,
+        TenantDirectory,
+        TenantContextStore,
+        ProvisioningService,
+        TenantAccessGuard,
+        TenantTransactionInterceptor,
+        {
+          provide: TenantConnectionProvider,
+          scope: Scope.REQUEST,
+          durable: options.providerScope === 'durable',
+          inject: [TenantContextStore],
+          useFactory: (store: TenantContextStore) => new TenantConnectionProvider(store),
+        },
+      ],
+      exports: [...exported, TenantAccessGuard, TenantTransactionInterceptor],
+    };
+  }
+
+  /** A provider for the owning module: registers tenant-owned entities so every placement's pool knows them. */
+  static entities(entities: EntityTarget[]): Provider {
+    return {
+      provide: Symbol('tenant-entities'),
+      inject: [TenantEntityRegistry],
+      useFactory: (registry: TenantEntityRegistry) => entities.forEach((e) => registry.entities.add(e)),
+    };
+  }
+}

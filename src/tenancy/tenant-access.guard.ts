@@ -1,0 +1,68 @@
+import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import type { FastifyRequest } from 'fastify';
+import type { AuthUser } from '../auth/auth-user.js';
+import { ValidationFailed } from '../http/domain-error.js';
+import { RoutingTable } from './routing-table.service.js';
+import { TENANT_ROLES } from './tenant-scoped.decorator.js';
+import { Role, SLUG_PATTERN, TenantAccess, WRITER_ROLES } from './tenant-route.js';
+import { TenancyError, tenantNotFound } from './tenancy.errors.js';
+
+export type TenantRequest = FastifyRequest & { user?: AuthUser; tenantAccess?: TenantAccess };
+
+const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** The slug a request names, from the path or the X-Tenant header; both must agree. */
+export function requestedSlug(req: FastifyRequest): string {
+  const fromPath = (req.params as Record<string, string | undefined> | undefined)?.slug;
+  const header = req.headers['x-tenant'];
+  const fromHeader = Array.isArray(header) ? header[0] : header;
+  if (fromPath !== undefined && fromHeader !== undefined && fromHeader !== fromPath) {
+    throw new TenancyError('TENANT_MISMATCH', 'the X-Tenant header names a different tenant than the path', 'X-Tenant');
+  }
+  const slug = fromPath ?? fromHeader;
+  if (slug === undefined || slug === '') {
+    throw new TenancyError('TENANT_REQUIRED', 'name the tenant in the path or the X-Tenant header', 'slug');
+  }
+  if (!SLUG_PATTERN.test(slug)) {
+    throw new ValidationFailed('slug', 'slug must be 3-63 lowercase letters, digits or dashes, not starting or ending with a dash');
+  }
+  return slug;
+}
+
+/**
+ * Resolves the tenant of a tenant-scoped route and checks that the caller may enter it:
+ * non-members get the same 404 as a tenant that does not exist; suspended tenants 403.
+ */
+@Injectable()
+export class TenantAccessGuard implements CanActivate {
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly routing: RoutingTable,
+  ) {}
+
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    const req = context.switchToHttp().getRequest<TenantRequest>();
+    const user = req.user;
+    if (!user) return false;
+    const slug = requestedSlug(req);
+    const route = await this.routing.resolveSlug(slug);
+    const role = route ? await this.routing.roleOf(route.id, user.id) : null;
+    if (!route || !role) throw tenantNotFound(slug);
+    // Request logs carry the tenant id (see customProps in app.module.ts).
+    (req.raw as { tenantId?: string }).tenantId = route.id;
+    if (route.status === 'suspended') {
+      throw new TenancyError('TENANT_SUSPENDED', `tenant '${slug}' is suspended${route.statusReason ? `: ${route.statusReason}` : ''}`);
+    }
+    if (route.status !== 'active') {
+      throw new TenancyError('TENANT_UNAVAILABLE', `tenant '${slug}' is not available yet; retry shortly`, undefined, { 'retry-after': '5' });
+    }
+    const allowed = this.reflector.get<Role[] | undefined>(TENANT_ROLES, context.getHandler());
+    const isRead = READ_METHODS.has(req.method);
+    if (allowed ? !allowed.includes(role) : !isRead && !WRITER_ROLES.includes(role)) {
+      throw new TenancyError('ROLE_FORBIDDEN', `the ${role} role may not do this in tenant '${slug}'`);
+    }
+    req.tenantAccess = { route, userId: user.id, role, readOnly: isRead || !WRITER_ROLES.includes(role) };
+    return true;
+  }
+}

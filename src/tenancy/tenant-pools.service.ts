@@ -1,0 +1,99 @@
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { ConfigService } from '@nestjs/config';
+import { DataSource, EntitySchema } from 'typeorm';
+import type { AppConfig } from '../../config/configuration.js';
+import { DatabaseServer, PoolLease, PoolRegistry } from '../../libs/postgres/index.js';
+import { DATABASE_RUNTIME, DatabaseRuntime } from './placements.js';
+import type { Placement } from './tenant-route.js';
+
+// eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
+export type EntityTarget = Function | EntitySchema;
+
+/** Tenant-owned entities, registered by the modules that own them (TenancyModule.forFeature). */
+@Injectable()
+export class TenantEntityRegistry {
+  readonly entities = new Set<EntityTarget>();
+}
+
+/**
+ * One TypeORM DataSource (one pg pool, runtime role) per server and database, in a bounded
+ * registry: shared and schema tenants share the primary database's pool; each dedicated
+ * database gets a small pool of its own, closed least-recently-used first under the cap.
+ */
+@Injectable()
+export class TenantPools implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger(TenantPools.name);
+  private readonly registry: PoolRegistry<DataSource>;
+  private controlLease?: PoolLease<DataSource>;
+  private readonly db: AppConfig['database'];
+
+  constructor(
+    @Inject(DATABASE_RUNTIME) private readonly runtime: DatabaseRuntime,
+    config: ConfigService<AppConfig, true>,
+    private readonly entities: TenantEntityRegistry,
+  ) {
+    this.db = config.get('database', { infer: true });
+    this.registry = new PoolRegistry<DataSource>(
+      { open: (key) => this.open(key), close: (ds) => ds.destroy() },
+      { maxConnections: this.db.maxConnections, waitTimeoutMs: 5_000 },
+    );
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    const p = this.runtime.primary;
+    this.controlLease = await this.registry.lease(`${p.key}/${p.database}`, this.db.poolMax, true);
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.controlLease?.release();
+    await this.registry.closeAll();
+  }
+
+  /** The primary database's pool: control plane queries and the shared tier. */
+  control(): DataSource {
+    if (!this.controlLease) throw new Error('tenant pools are not started yet');
+    return this.controlLease.pool;
+  }
+
+  lease(p: Placement): Promise<PoolLease<DataSource>> {
+    const primary = p.serverKey === this.runtime.primary.key && p.database === this.runtime.primary.database;
+    return this.registry.lease(`${p.serverKey}/${p.database}`, primary ? this.db.poolMax : this.db.dedicatedPoolMax, primary);
+  }
+
+  /** Closes the pool of a placement that no longer serves anyone (a dropped database). */
+  evict(p: Placement): Promise<void> {
+    return this.registry.evict(`${p.serverKey}/${p.database}`);
+  }
+
+  stats() {
+    return this.registry.stats();
+  }
+
+  private async open(key: string): Promise<DataSource> {
+    const [serverKey, database] = key.split('/');
+    const server: DatabaseServer | undefined = this.runtime.servers.get(serverKey);
+    if (!server) throw new Error(`database server '${serverKey}' is not configured`);
+    const primary = serverKey === this.runtime.primary.key && database === this.runtime.primary.database;
+    const ds = new DataSource({
+      type: 'postgres',
+      host: server.host,
+      port: server.port,
+      username: server.appUser,
+      password: server.appPassword,
+      database,
+      entities: [...this.entities.entities],
+      synchronize: false,
+      installExtensions: false,
+      logging: false,
+      applicationName: 'tenancy-app',
+      extra: {
+        max: primary ? this.db.poolMax : this.db.dedicatedPoolMax,
+        idleTimeoutMillis: this.db.poolIdleMs,
+        connectionTimeoutMillis: 5_000,
+      },
+    });
+    await ds.initialize();
+    this.logger.debug(`opened pool ${key}`);
+    return ds;
+  }
+}

@@ -1,0 +1,39 @@
+export const TIERS = ['shared', 'schema', 'dedicated'] as const;
+export type Tier = (typeof TIERS)[number];
+
+export type TenantStatus = 'provisioning' | 'active' | 'suspended' | 'failed';
+
+export const ROLES = ['owner', 'admin', 'member', 'viewer', 'billing'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** Roles that may change product data; the others get read-only transactions. */
+export const WRITER_ROLES: readonly Role[] = ['owner', 'admin', 'member'];
+
+export const SLUG_PATTERN = /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/;
+
+export interface Placement {
+  tier: Tier;
+  serverKey: string;
+  database: string;
+  schema: string;
+}
+
+/** One row of the routing table, as cached by every app instance. */
+export interface TenantRoute {
+  id: string;
+  slug: string;
+  name: string;
+  status: TenantStatus;
+  statusReason: string | null;
+  placement: Placement;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** Who is in which tenant for the current request, set by the access guard. */
+export interface TenantAccess {
+  route: TenantRoute;
+  userId: string;
+  role: Role;
+  readOnly: boolean;
+}

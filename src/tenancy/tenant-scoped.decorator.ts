@@ -1,0 +1,29 @@
+import { applyDecorators, SetMetadata, UseGuards, UseInterceptors } from '@nestjs/common';
+import { ApiBearerAuth, ApiForbiddenResponse, ApiNotFoundResponse, ApiParam } from '@nestjs/swagger';
+import { ErrorBodyDto } from '../http/error-body.dto.js';
+import { TenantAccessGuard } from './tenant-access.guard.js';
+import type { Role } from './tenant-route.js';
+import { TenantTransactionInterceptor } from './tenant-transaction.interceptor.js';
+
+export const TENANT_SCOPED = 'tenancy:scoped';
+export const TENANT_ROLES = 'tenancy:roles';
+
+/**
+ * Marks a controller whose routes run inside one tenant (`/orgs/:slug/...`): membership is
+ * checked, and the handler runs in a transaction confined to that tenant.
+ */
+export function TenantScoped(): ClassDecorator {
+  return applyDecorators(
+    SetMetadata(TENANT_SCOPED, true),
+    // Controller-level, so they run after the global authentication guard.
+    UseGuards(TenantAccessGuard),
+    UseInterceptors(TenantTransactionInterceptor),
+    ApiBearerAuth(),
+    ApiParam({ name: 'slug', description: 'Tenant slug (the X-Tenant header, if sent, must match it)', example: 'acme' }),
+    ApiNotFoundResponse({ type: ErrorBodyDto, description: 'No such tenant, or the caller is not a member (indistinguishable)' }),
+    ApiForbiddenResponse({ type: ErrorBodyDto, description: 'Tenant suspended, or the role may not do this' }),
+  ) as ClassDecorator;
+}
+
+/** Roles allowed on a route; without it, reads are open to every member and writes to owner, admin and member. */
+export const AllowRoles = (...roles: Role[]) => SetMetadata(TENANT_ROLES, roles);

@@ -1,0 +1,31 @@
+import { CallHandler, ExecutionContext, Injectable, NestInterceptor } from '@nestjs/common';
+import { defer, lastValueFrom, Observable } from 'rxjs';
+import type { TenantRequest } from './tenant-access.guard.js';
+import { TenantContextStore, TenantSession } from './tenant-context.js';
+import { TenantPools } from './tenant-pools.service.js';
+
+/** Runs a tenant-scoped handler in one transaction on its tenant's placement: commit on success, roll back otherwise. */
+@Injectable()
+export class TenantTransactionInterceptor implements NestInterceptor {
+  constructor(
+    private readonly pools: TenantPools,
+    private readonly store: TenantContextStore,
+  ) {}
+
+  intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    const access = context.switchToHttp().getRequest<TenantRequest>().tenantAccess;
+    if (!access) return next.handle();
+    return defer(async () => {
+      const session = await TenantSession.begin(access, await this.pools.lease(access.route.placement));
+      let result: unknown;
+      try {
+        result = await this.store.run(session, () => lastValueFrom(next.handle(), { defaultValue: undefined }));
+      } catch (err) {
+        await session.rollback();
+        throw err;
+      }
+      await session.commit();
+      return result;
+    });
+  }
+}
