@@ -187,11 +187,7 @@ export interface AppConfig {
 
 /** Validates an environment (process.env by default) and returns typed configuration, or throws naming each bad variable. */
 export function loadConfig(source: Record<string, string | undefined> = process.env): AppConfig {
-  const known = Object.keys(new EnvironmentVariables());
-  const raw = Object.fromEntries(
-    Object.entries(source).filter(([k]) => known.includes(k) || k.startsWith('DATABASE_') || k.startsWith('BENCH_')),
-  );
-  const env = plainToInstance(EnvironmentVariables, raw, { exposeDefaultValues: true });
+  const env = plainToInstance(EnvironmentVariables, { ...source }, { exposeDefaultValues: true });
   const problems = describe(validateSync(env, { skipMissingProperties: false }));
   const isProd = env.NODE_ENV === 'production';
   if (isProd && env.DEV_LOGIN_ENABLED === true) {

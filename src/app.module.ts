@@ -22,6 +22,7 @@ export class AppModule {
       imports: [
         ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true, load: [() => config] }),
         LoggerModule.forRoot({
+          forRoutes: ['{*splat}'],
           pinoHttp: {
             level: config.logLevel,
             // Fastify already chose the id (see app.ts); logs and error bodies carry the same one.

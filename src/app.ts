@@ -30,6 +30,7 @@ export async function createApp(config: AppConfig, runtime: DatabaseRuntime): Pr
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, runtime), adapter, {
     bufferLogs: true,
+    abortOnError: false,
     rawBody: true,
   });
   app.useLogger(app.get(Logger));

@@ -1,0 +1,3 @@
+export * from './ports.js';
+export * from './postgres-harness.js';
+export * from './http-client.js';
