@@ -84,6 +84,17 @@ const PG_CODES: Record<string, Mapped> = {
   '57P01': { code: 'DATABASE_BUSY', message: 'the database connection was closed; retry shortly', headers: { 'retry-after': '1' } },
 };
 
+const CONNECTION_FAILURE =
+  /Connection terminated|not queryable|Client was closed|ECONNREFUSED|ECONNRESET|EPIPE|timeout exceeded when trying to connect/;
+
+/** A lost or unreachable database connection (SQLSTATE class 08 / 57P0x, or a socket error from pg). */
+function isConnectionFailure(e: unknown): boolean {
+  const err = (e instanceof QueryFailedError ? e.driverError : e) as { code?: unknown; message?: unknown } | null;
+  if (!err) return false;
+  const code = typeof err.code === 'string' ? err.code : '';
+  return code.startsWith('08') || code.startsWith('57P0') || CONNECTION_FAILURE.test(String(err.message ?? '')) || ['ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(code);
+}
+
 function fromHttpException(e: HttpException): Mapped {
   const status = e.getStatus();
   if (status === 404) return { code: 'ROUTE_NOT_FOUND', message: 'no such route', status };
@@ -114,11 +125,21 @@ export function mapError(exception: unknown): Mapped {
     const pgCode = (exception.driverError as { code?: string } | undefined)?.code;
     if (pgCode && PG_CODES[pgCode]) return PG_CODES[pgCode];
   }
+  if (isConnectionFailure(exception)) {
+    return { code: 'DATABASE_BUSY', message: 'the database connection was lost; retry shortly', headers: { 'retry-after': '1' } };
+  }
   const maybe = exception as { statusCode?: unknown; message?: string; code?: string } | null;
   if (maybe && typeof maybe.statusCode === 'number' && maybe.statusCode >= 400 && maybe.statusCode < 500) {
     return fromFramework({ statusCode: maybe.statusCode, code: maybe.code, message: maybe.message ?? '' });
   }
   return { code: 'INTERNAL', message: 'internal error; the request id identifies it in the logs' };
+}
+
+/** What may be logged of an error: never a query's parameters or rows (QueryFailedError carries both). */
+function loggable(e: unknown): Record<string, unknown> {
+  if (!(e instanceof Error)) return { type: typeof e };
+  const driver = e instanceof QueryFailedError ? (e.driverError as { code?: string; routine?: string }) : undefined;
+  return { type: e.name, message: e.message, code: driver?.code ?? (e as { code?: unknown }).code, stack: e.stack };
 }
 
 @Catch()
@@ -132,7 +153,7 @@ export class ErrorFilter implements ExceptionFilter {
     const mapped = mapError(exception);
     const status = mapped.status ?? statusFor(mapped.code);
     if (status >= 500 && mapped.code !== 'DATABASE_BUSY') {
-      this.logger.error({ err: exception, requestId: request.id, tenantId: (request.raw as { tenantId?: string }).tenantId }, 'request failed');
+      this.logger.error({ err: loggable(exception), requestId: request.id, tenantId: (request.raw as { tenantId?: string }).tenantId }, 'request failed');
     }
     const body: ErrorBody = { status, code: mapped.code, message: mapped.message, requestId: String(request.id) };
     if (mapped.field) body.field = mapped.field;

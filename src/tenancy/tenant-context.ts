@@ -14,12 +14,13 @@ type PgQueryRunner = Omit<QueryRunner, 'isTransactionActive'> & {
 };
 
 /**
- * One request's transaction on its tenant's placement. Opened with one round trip
- * (BEGIN + transaction-local tenant settings), ended with COMMIT or ROLLBACK, and the
+ * One request's transaction on its tenant's placement: BEGIN and the transaction-local tenant
+ * settings in one message, pipelined with the first query; ended with COMMIT or ROLLBACK; the
  * connection always goes back to its pool (destroyed if it may be unclean).
  */
 export class TenantSession {
   private ended = false;
+  private prologue!: Promise<unknown>;
 
   private constructor(
     readonly access: TenantAccess,
@@ -41,27 +42,37 @@ export class TenantSession {
       throw err;
     }
     const session = new TenantSession(access, runner, lease);
-    try {
-      await client.query(
-        tenantTransactionPrologue({
-          organizationId: access.route.id,
-          schema: access.route.placement.schema,
-          readOnly: access.readOnly,
-        }),
-      );
-    } catch (err) {
-      await session.finish(err as Error);
-      throw err;
-    }
+    // Not awaited: on a pipelined connection the handler's first query is written right behind
+    // it, so opening the tenant transaction costs no round trip of its own. Should it fail, the
+    // queries behind it run with no tenant set and RLS shows them nothing; commit() then refuses.
+    session.prologue = client.query(
+      tenantTransactionPrologue({
+        organizationId: access.route.id,
+        schema: access.route.placement.schema,
+        readOnly: access.readOnly,
+      }),
+    );
+    session.prologue.catch(() => undefined);
     // TypeORM must see the transaction as open so that save() and nested transactions use it.
     runner.isTransactionActive = true;
     runner.transactionDepth = 1;
     return session;
   }
 
+  /**
+   * Ends the transaction. A read-only transaction's COMMIT is not waited for: nothing depends on
+   * its outcome, and whoever takes this connection next is queued behind it by pg, so no tenant
+   * setting can reach their queries. A write waits for its COMMIT.
+   */
   async commit(): Promise<void> {
+    const client = this.runner.databaseConnection;
     try {
-      await this.runner.databaseConnection.query('COMMIT');
+      await this.prologue;
+      if (this.access.readOnly) {
+        client.query('COMMIT').catch(() => undefined);
+      } else {
+        await client.query('COMMIT');
+      }
     } catch (err) {
       await this.finish(err as Error);
       throw err;
@@ -72,6 +83,7 @@ export class TenantSession {
   async rollback(): Promise<void> {
     let broken: Error | undefined;
     try {
+      await this.prologue;
       await this.runner.databaseConnection.query('ROLLBACK');
     } catch (err) {
       broken = err as Error;

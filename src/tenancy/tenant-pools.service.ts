@@ -87,6 +87,9 @@ export class TenantPools implements OnApplicationBootstrap, OnApplicationShutdow
       logging: false,
       applicationName: 'tenancy-app',
       extra: {
+        // Pipelining lets a request's tenant prologue travel with its first query, and a read's
+        // COMMIT with the next request: pg still runs each connection's queries strictly in order.
+        pipeline: true,
         max: primary ? this.db.poolMax : this.db.dedicatedPoolMax,
         idleTimeoutMillis: this.db.poolIdleMs,
         connectionTimeoutMillis: 5_000,

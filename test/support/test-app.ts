@@ -35,7 +35,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const database = options.database ?? (await cloneTemplate(harness));
   const config = loadConfig({
     NODE_ENV: 'test',
-    LOG_LEVEL: 'silent',
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     DATABASE_URL: ownerUrl(harness, harness.primaryPort, database),
     DATABASE_SECONDARY_URL: ownerUrl(harness, harness.secondaryPort, 'postgres'),
     DATABASE_APP_USER: harness.appUser,
