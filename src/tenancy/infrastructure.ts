@@ -105,18 +105,22 @@ export async function assertRuntimeRoleSafe(server: DatabaseServer): Promise<voi
   }
 }
 
+/** Progress over the tenant placements: called once with done = 0 before the first, then after each one. */
+export type PlacementProgress = (done: number, total: number, placementLabel: string) => void;
+
 /** Brings every placement that lives outside the shared schema up to the current tenant migrations. */
-export async function migrateTenantPlacements(runtime: DatabaseRuntime, log: Log): Promise<number> {
+export async function migrateTenantPlacements(runtime: DatabaseRuntime, log: Log, onProgress?: PlacementProgress): Promise<number> {
   const rows = await withOwner(runtime.primary, runtime.primary.database, async (c) =>
     (
-      await c.query<{ tier: Tier; server_key: string; database_name: string; schema_name: string }>(
-        `SELECT tier, server_key, database_name, schema_name FROM ${CONTROL_SCHEMA}.tenants
+      await c.query<{ slug: string; tier: Tier; server_key: string; database_name: string; schema_name: string }>(
+        `SELECT slug, tier, server_key, database_name, schema_name FROM ${CONTROL_SCHEMA}.tenants
           WHERE tier <> 'shared' AND status IN ('active', 'suspended') ORDER BY created_at`,
       )
     ).rows,
   );
+  onProgress?.(0, rows.length, '');
   let changed = 0;
-  for (const r of rows) {
+  for (const [i, r] of rows.entries()) {
     const applied = await preparePlacement(runtime, {
       tier: r.tier,
       serverKey: r.server_key,
@@ -124,21 +128,22 @@ export async function migrateTenantPlacements(runtime: DatabaseRuntime, log: Log
       schema: r.schema_name,
     });
     if (applied.length) changed++;
+    onProgress?.(i + 1, rows.length, `${r.slug} (${r.tier} on ${r.server_key})`);
   }
   if (changed) log(`tenant migrations applied to ${changed} of ${rows.length} own placements`);
   return rows.length;
 }
 
 /**
- * Everything the app needs from its databases before it serves: servers (embedded when no
- * DATABASE_URL), roles, control-plane and tenant migrations on every placement, the server
- * registry, and proof that the runtime role cannot bypass RLS.
+ * The servers (embedded ones started when there is no DATABASE_URL) and the runtime that
+ * describes them, with nothing migrated or checked yet: for read-only tools. stop() ends
+ * the embedded servers.
  */
-export async function prepareDatabases(config: AppConfig, log: Log = () => undefined): Promise<DatabaseRuntime> {
+export async function openDatabaseRuntime(config: AppConfig, log: Log = () => undefined): Promise<DatabaseRuntime> {
   const embedded = config.database.url ? undefined : await startEmbedded(config, log);
   const servers = embedded?.servers ?? configuredServers(config);
   const primary = servers[0];
-  const runtime: DatabaseRuntime = {
+  return {
     servers: new Map(servers.map((s) => [s.key, s])),
     primary,
     defaultDedicatedServer: servers.length > 1 ? servers[1].key : primary.key,
@@ -146,6 +151,21 @@ export async function prepareDatabases(config: AppConfig, log: Log = () => undef
     tenantMigrations: loadSqlMigrations(fromRoot('migrations', 'tenant')),
     stop: async () => embedded?.stop(),
   };
+}
+
+/**
+ * Everything the app needs from its databases before it serves: servers (embedded when no
+ * DATABASE_URL), roles, control-plane and tenant migrations on every placement, the server
+ * registry, and proof that the runtime role cannot bypass RLS.
+ */
+export async function prepareDatabases(
+  config: AppConfig,
+  log: Log = () => undefined,
+  onProgress?: PlacementProgress,
+): Promise<DatabaseRuntime> {
+  const runtime = await openDatabaseRuntime(config, log);
+  const primary = runtime.primary;
+  const servers = [...runtime.servers.values()];
   try {
     await withOwner(primary, primary.database, async (c) => {
       const control = await migrateSchema(c, CONTROL_SCHEMA, runtime.controlMigrations, grantControlSchema(primary.appUser));
@@ -167,7 +187,7 @@ export async function prepareDatabases(config: AppConfig, log: Log = () => undef
       );
     });
     for (const s of servers) await assertRuntimeRoleSafe(s);
-    await migrateTenantPlacements(runtime, log);
+    await migrateTenantPlacements(runtime, log, onProgress);
     return runtime;
   } catch (err) {
     await runtime.stop().catch(() => undefined);
