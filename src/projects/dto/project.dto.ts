@@ -1,23 +1,25 @@
 import { ApiProperty, ApiPropertyOptional, PartialType } from '@nestjs/swagger';
-import { IsIn, IsOptional, IsString, Length, MaxLength } from 'class-validator';
+import { IsIn, IsOptional, IsString, ValidateIf } from 'class-validator';
 import { PageQuery } from '../../http/page.dto.js';
+import { IsStorableText } from '../../http/validation.js';
 import type { Project } from '../entities/project.entity.js';
 import { TASK_STATUSES, type Task, type TaskStatus } from '../entities/task.entity.js';
 
 export class CreateProjectDto {
   @ApiProperty({ example: 'Website relaunch', minLength: 1, maxLength: 200 })
   @IsString()
-  @Length(1, 200)
+  @IsStorableText(1, 200)
   name!: string;
 
   @ApiPropertyOptional({ maxLength: 5000, nullable: true })
   @IsOptional()
   @IsString()
-  @MaxLength(5000)
+  @IsStorableText(0, 5000)
   description?: string | null;
 }
 
-export class UpdateProjectDto extends PartialType(CreateProjectDto) {}
+// null clears the description (optional above) but is refused for name: the column is NOT NULL.
+export class UpdateProjectDto extends PartialType(CreateProjectDto, { skipNullProperties: false }) {}
 
 export class ProjectDto {
   @ApiProperty({ format: 'uuid' }) id!: string;
@@ -45,16 +47,17 @@ export class ProjectPageDto {
 export class CreateTaskDto {
   @ApiProperty({ example: 'Write the launch post', minLength: 1, maxLength: 500 })
   @IsString()
-  @Length(1, 500)
+  @IsStorableText(1, 500)
   title!: string;
 
   @ApiPropertyOptional({ enum: TASK_STATUSES, default: 'todo' })
-  @IsOptional()
+  // Absent means 'todo'; null is not a status (and would reach a NOT NULL column on update).
+  @ValidateIf((_, value) => value !== undefined)
   @IsIn(TASK_STATUSES, { message: `status must be one of: ${TASK_STATUSES.join(', ')}` })
   status?: TaskStatus;
 }
 
-export class UpdateTaskDto extends PartialType(CreateTaskDto) {}
+export class UpdateTaskDto extends PartialType(CreateTaskDto, { skipNullProperties: false }) {}
 
 export class ListTasksQuery extends PageQuery {
   @ApiPropertyOptional({ enum: TASK_STATUSES })

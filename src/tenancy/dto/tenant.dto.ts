@@ -1,6 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
-import { IsEmail, IsIn, IsInt, IsOptional, IsString, IsUUID, Length, Matches, Max, MaxLength, Min } from 'class-validator';
+import { IsEmail, IsIn, IsInt, IsOptional, IsString, IsUUID, Matches, Max, MaxLength, Min } from 'class-validator';
+import { IsStorableText } from '../../http/validation.js';
 import { TIERS, type TenantRoute, type TenantStatus, type Tier } from '../tenant-route.js';
 
 export class CreateTenantDto {
@@ -13,7 +14,7 @@ export class CreateTenantDto {
 
   @ApiProperty({ example: 'Acme Inc.' })
   @IsString()
-  @Length(1, 200)
+  @IsStorableText(1, 200)
   name!: string;
 
   @ApiProperty({ enum: TIERS, example: 'shared' })
