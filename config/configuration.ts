@@ -187,7 +187,10 @@ export interface AppConfig {
 
 /** Validates an environment (process.env by default) and returns typed configuration, or throws naming each bad variable. */
 export function loadConfig(source: Record<string, string | undefined> = process.env): AppConfig {
-  const env = plainToInstance(EnvironmentVariables, { ...source }, { exposeDefaultValues: true });
+  // An empty variable means unset. Dropped here, not in a @Transform: a transform's undefined
+  // replaces the default instead of falling back to it (PORT= was refused as not an integer).
+  const given = Object.fromEntries(Object.entries(source).filter(([, value]) => value !== ''));
+  const env = plainToInstance(EnvironmentVariables, given, { exposeDefaultValues: true });
   const problems = describe(validateSync(env, { skipMissingProperties: false }));
   const isProd = env.NODE_ENV === 'production';
   if (isProd && env.DEV_LOGIN_ENABLED === true) {
