@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Logger } from 'nestjs-pino';
@@ -7,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { AppConfig } from '../config/configuration.js';
 import { AppModule } from './app.module.js';
+import { frameworkErrorBody } from './http/error.filter.js';
 import type { DatabaseRuntime } from './tenancy/placements.js';
 
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -15,7 +17,12 @@ const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 export async function createApp(config: AppConfig, runtime: DatabaseRuntime): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({
     bodyLimit: 1_048_576,
+    maxParamLength: 500,
     requestIdHeader: false,
+    frameworkErrors: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+      const body = frameworkErrorBody(error, String(request.id));
+      void reply.code(body.status).header('x-request-id', request.id).send(body);
+    },
     // A caller's X-Request-Id is kept when it is sane, so a request can be traced across services.
     genReqId: (req: IncomingMessage) => {
       const given = req.headers['x-request-id'];

@@ -48,22 +48,29 @@ export class PoolRegistry<P> {
   ) {}
 
   async lease(key: string, size: number, pinned = false): Promise<PoolLease<P>> {
+    // entryFor counts the lease before it returns, so no other lease can close this pool meanwhile.
     const entry = await this.entryFor(key, size, pinned);
-    entry.active++;
-    const pool = entry.pool ?? (await entry.opening!.catch((err) => {
-      entry.active--;
+    let pool: P;
+    try {
+      pool = entry.pool ?? (await entry.opening!);
+    } catch (err) {
+      this.releaseOne(entry);
       throw err;
-    }));
+    }
     let released = false;
     return {
       pool,
       release: () => {
         if (released) return;
         released = true;
-        entry.active--;
-        if (entry.active === 0) this.wake();
+        this.releaseOne(entry);
       },
     };
+  }
+
+  private releaseOne(entry: Entry<P>): void {
+    entry.active--;
+    if (entry.active === 0) this.wake();
   }
 
   stats(): { pools: number; reservedConnections: number; maxConnections: number; keys: string[] } {
@@ -86,7 +93,15 @@ export class PoolRegistry<P> {
     this.entries.clear();
     this.reserved = 0;
     this.wake();
-    await Promise.all(all.map(async (e) => this.factory.close(e.pool ?? (await e.opening!)).catch(() => undefined)));
+    await Promise.all(all.map((e) => this.closeEntry(e)));
+  }
+
+  private async closeEntry(e: Entry<P>): Promise<void> {
+    try {
+      await this.factory.close(e.pool ?? (await e.opening!));
+    } catch {
+      // a pool that never opened, or failed to close, has nothing left to release
+    }
   }
 
   /** Closes one pool (for example after its tenant moved away); waits for nothing. */
@@ -94,22 +109,24 @@ export class PoolRegistry<P> {
     const e = this.entries.get(key);
     if (!e || e.active > 0) return;
     this.drop(e);
-    await this.factory.close(e.pool ?? (await e.opening!)).catch(() => undefined);
+    await this.closeEntry(e);
   }
 
   private async entryFor(key: string, size: number, pinned: boolean): Promise<Entry<P>> {
-    if (this.closed) throw new Error('pool registry is closed');
-    const found = this.entries.get(key);
-    if (found) {
-      this.entries.delete(key);
-      this.entries.set(key, found);
-      return found;
-    }
-    if (size > this.options.maxConnections) {
-      throw new Error(`pool ${key} wants ${size} connections, more than the cap of ${this.options.maxConnections}`);
-    }
     const started = Date.now();
-    while (!this.makeRoom(size)) {
+    for (;;) {
+      if (this.closed) throw new Error('pool registry is closed');
+      const found = this.entries.get(key);
+      if (found) {
+        this.entries.delete(key);
+        this.entries.set(key, found);
+        found.active++;
+        return found;
+      }
+      if (size > this.options.maxConnections) {
+        throw new Error(`pool ${key} wants ${size} connections, more than the cap of ${this.options.maxConnections}`);
+      }
+      if (this.makeRoom(size)) break;
       const left = this.options.waitTimeoutMs - (Date.now() - started);
       if (left <= 0) throw new PoolCapacityError(key, Date.now() - started);
       await new Promise<void>((resolve) => {
@@ -119,10 +136,8 @@ export class PoolRegistry<P> {
           resolve();
         });
       });
-      const raced = this.entries.get(key);
-      if (raced) return raced;
     }
-    const entry: Entry<P> = { key, size, pinned, active: 0 };
+    const entry: Entry<P> = { key, size, pinned, active: 1 };
     entry.opening = this.factory.open(key).then(
       (pool) => {
         entry.pool = pool;
@@ -131,6 +146,7 @@ export class PoolRegistry<P> {
       },
       (err) => {
         this.drop(entry);
+        this.wake();
         throw err;
       },
     );
@@ -139,15 +155,24 @@ export class PoolRegistry<P> {
     return entry;
   }
 
+  /** Closes least recently used idle pools until `size` fits; closes none unless that is enough. */
   private makeRoom(size: number): boolean {
-    if (this.reserved + size <= this.options.maxConnections) return true;
+    const needed = this.reserved + size - this.options.maxConnections;
+    if (needed <= 0) return true;
+    const victims: Entry<P>[] = [];
+    let freed = 0;
     for (const e of this.entries.values()) {
-      if (this.reserved + size <= this.options.maxConnections) break;
+      if (freed >= needed) break;
       if (e.pinned || e.active > 0 || !e.pool) continue;
-      this.drop(e);
-      void this.factory.close(e.pool).catch(() => undefined);
+      victims.push(e);
+      freed += e.size;
     }
-    return this.reserved + size <= this.options.maxConnections;
+    if (freed < needed) return false;
+    for (const e of victims) {
+      this.drop(e);
+      void this.closeEntry(e);
+    }
+    return true;
   }
 
   private drop(e: Entry<P>): void {

@@ -17,6 +17,8 @@ export abstract class DomainError<C extends string = string> extends Error {
 export type HttpErrorCode =
   | 'VALIDATION_FAILED'
   | 'MALFORMED_BODY'
+  | 'MALFORMED_URL'
+  | 'URI_TOO_LONG'
   | 'PAYLOAD_TOO_LARGE'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'ROUTE_NOT_FOUND'

@@ -15,6 +15,7 @@ export function statusFor(code: ErrorCode): number {
   switch (code) {
     case 'VALIDATION_FAILED':
     case 'MALFORMED_BODY':
+    case 'MALFORMED_URL':
     case 'TENANT_REQUIRED':
     case 'TENANT_MISMATCH':
     case 'SERVER_NOT_FOUND':
@@ -41,6 +42,8 @@ export function statusFor(code: ErrorCode): number {
       return 409;
     case 'PAYLOAD_TOO_LARGE':
       return 413;
+    case 'URI_TOO_LONG':
+      return 414;
     case 'UNSUPPORTED_MEDIA_TYPE':
       return 415;
     case 'TENANT_UNAVAILABLE':
@@ -140,6 +143,14 @@ function loggable(e: unknown): Record<string, unknown> {
   if (!(e instanceof Error)) return { type: typeof e };
   const driver = e instanceof QueryFailedError ? (e.driverError as { code?: string; routine?: string }) : undefined;
   return { type: e.name, message: e.message, code: driver?.code ?? (e as { code?: unknown }).code, stack: e.stack };
+}
+
+/** Fastify answers some requests before Nest sees them (a malformed URL, an over-long path parameter): same shape. */
+export function frameworkErrorBody(error: { statusCode?: number }, requestId: string): ErrorBody {
+  const status = error.statusCode === 414 ? 414 : 400;
+  return status === 414
+    ? { status, code: 'URI_TOO_LONG', message: 'a path segment is too long', requestId }
+    : { status, code: 'MALFORMED_URL', message: 'the URL is malformed (check its percent-escapes)', requestId };
 }
 
 @Catch()
