@@ -33,6 +33,9 @@ const toList = ({ value }: { value: unknown }) =>
     : value;
 const emptyToUndefined = ({ value }: { value: unknown }) => (value === '' ? undefined : value);
 
+export const TENANT_PROVIDER_SCOPES = ['singleton', 'durable', 'request'] as const;
+export type TenantProviderScope = (typeof TENANT_PROVIDER_SCOPES)[number];
+
 const POSTGRES_URL = /^postgres(ql)?:\/\/[^\s]+$/;
 
 /** Raw environment, validated once at start-up. Nothing else reads process.env. */
@@ -134,8 +137,9 @@ export class EnvironmentVariables {
   @IsBoolean({ message: 'DEV_LOGIN_ENABLED must be true or false' })
   DEV_LOGIN_ENABLED?: boolean;
 
-  @IsIn(['request', 'durable'])
-  TENANT_PROVIDER_SCOPE: 'request' | 'durable' = 'durable';
+  /** How TenantConnectionProvider is instantiated; see BENCHMARKS.md for why singleton is the default. */
+  @IsIn(TENANT_PROVIDER_SCOPES, { message: `TENANT_PROVIDER_SCOPE must be one of: ${TENANT_PROVIDER_SCOPES.join(', ')}` })
+  TENANT_PROVIDER_SCOPE: TenantProviderScope = 'singleton';
 
   /** Bench only: URL of a role that bypasses RLS, enabling the no-tenancy baseline route. */
   @Transform(emptyToUndefined)
@@ -181,7 +185,7 @@ export interface AppConfig {
     platformAdminEmails: string[];
     devLoginEnabled: boolean;
   };
-  tenantProviderScope: 'request' | 'durable';
+  tenantProviderScope: TenantProviderScope;
   benchBaselineUrl?: string;
 }
 

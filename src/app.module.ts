@@ -27,7 +27,9 @@ export class AppModule {
             level: config.logLevel,
             // Fastify already chose the id (see app.ts); logs and error bodies carry the same one.
             genReqId: (req: IncomingMessage) => (req as IncomingMessage & { id: string }).id,
-            customProps: (req: IncomingMessage & { tenantId?: string }) => (req.tenantId ? { tenantId: req.tenantId } : {}),
+            // Nothing (not {}) when there is no tenant: pino-http then skips creating a child logger.
+            customProps: (req: IncomingMessage & { tenantId?: string }) =>
+              (req.tenantId ? { tenantId: req.tenantId } : undefined) as object,
             redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]'], censor: '[redacted]' },
             serializers: {
               req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),

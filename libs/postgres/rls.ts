@@ -10,15 +10,15 @@ export interface TenantTransactionOptions {
 }
 
 /**
- * One simple-protocol message that opens a transaction and confines it to a tenant:
- * transaction-local settings, so a pooled connection never carries them into the next use.
- * Sent as one round trip, which is most of what tenancy costs per request. Both values are
- * checked against strict patterns before they are inlined.
+ * One simple-protocol message that opens a transaction and confines it to a tenant with
+ * transaction-local settings (SET LOCAL = set_config(..., true)), so a pooled connection never
+ * carries them into its next use. It returns no rows: the cheapest reply to parse. Both values
+ * are checked against strict patterns before they are inlined.
  */
 export function tenantTransactionPrologue(o: TenantTransactionOptions): string {
   return (
     `BEGIN${o.readOnly ? ' READ ONLY' : ''};` +
-    `SELECT set_config('${TENANT_SETTING}', ${uuidLiteral(o.organizationId)}, true),` +
-    ` set_config('search_path', '${quoteIdent(o.schema)}', true)`
+    `SET LOCAL ${TENANT_SETTING} = ${uuidLiteral(o.organizationId)};` +
+    `SET LOCAL search_path = ${quoteIdent(o.schema)}`
   );
 }

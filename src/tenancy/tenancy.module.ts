@@ -1,5 +1,6 @@
 import { DynamicModule, Global, Module, Provider, Scope } from '@nestjs/common';
 import { ContextIdFactory } from '@nestjs/core';
+import type { TenantProviderScope } from '../../config/configuration.js';
 import type { DatabaseRuntime } from './placements.js';
 import { DATABASE_RUNTIME } from './placements.js';
 import { ProvisioningService } from './provisioning.service.js';
@@ -15,8 +16,12 @@ import { TenantTransactionInterceptor } from './tenant-transaction.interceptor.j
 
 export interface TenancyOptions {
   runtime: DatabaseRuntime;
-  /** 'request': a provider per request; 'durable': one per tenant (see BENCHMARKS.md). */
-  providerScope: 'request' | 'durable';
+  /**
+   * 'singleton': one instance that finds the request's transaction in AsyncLocalStorage;
+   * 'durable': one per tenant (DI sub-tree per tenant); 'request': one per request. All three
+   * hand each request its own confined connection; they differ in cost (see BENCHMARKS.md).
+   */
+  providerScope: TenantProviderScope;
 }
 
 @Global()
@@ -40,7 +45,7 @@ export class TenancyModule {
         TenantTransactionInterceptor,
         {
           provide: TenantConnectionProvider,
-          scope: Scope.REQUEST,
+          scope: options.providerScope === 'singleton' ? Scope.DEFAULT : Scope.REQUEST,
           durable: options.providerScope === 'durable',
           inject: [TenantContextStore],
           useFactory: (store: TenantContextStore) => new TenantConnectionProvider(store),

@@ -11,9 +11,10 @@ export interface CurrentTenant {
 }
 
 /**
- * What product code gets: an EntityManager already confined to the request's tenant (its
- * placement, its RLS setting, one transaction), on every tier alike. Registered request-scoped
- * (or durable per tenant, see TenancyModule); it throws when used outside a tenant request.
+ * What product code gets: an EntityManager already confined to the current request's tenant
+ * (its placement, its RLS setting, one transaction), on every tier alike. The request's session
+ * lives in AsyncLocalStorage, so the provider works at any DI scope (TENANT_PROVIDER_SCOPE:
+ * singleton by default, or durable / request); it throws when used outside a tenant request.
  */
 export class TenantConnectionProvider {
   constructor(private readonly store: TenantContextStore) {}

@@ -45,6 +45,10 @@ export class TenantSession {
     // Not awaited: on a pipelined connection the handler's first query is written right behind
     // it, so opening the tenant transaction costs no round trip of its own. Should it fail, the
     // queries behind it run with no tenant set and RLS shows them nothing; commit() then refuses.
+    // Corked until the handler has had its turn, so both usually leave in one write.
+    const socket = (client as unknown as { connection?: { stream?: NodeJS.WritableStream & { cork?(): void; uncork?(): void } } }).connection?.stream;
+    socket?.cork?.();
+    setImmediate(() => socket?.uncork?.());
     session.prologue = client.query(
       tenantTransactionPrologue({
         organizationId: access.route.id,

@@ -8,12 +8,12 @@
  *   (e) random tenants over all of them,
  * each as a ratio to (a) measured in the same run, once per provider scope (request, durable).
  * Options (environment): BENCH_TENANTS (1000), BENCH_DURATION (8 s), BENCH_CONNECTIONS (32),
- * BENCH_SCOPES ("request,durable"), BENCH_MAX_CONNECTIONS (60).
+ * BENCH_SCOPES ("singleton,durable,request"), BENCH_MAX_CONNECTIONS (60).
  */
 import autocannon from 'autocannon';
 import { spawn, ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -24,8 +24,12 @@ import { freePort, HttpClient } from '../../libs/testing/index.js';
 const TENANTS = Number(process.env.BENCH_TENANTS ?? 1000);
 const DURATION = Number(process.env.BENCH_DURATION ?? 8);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
-const SCOPES = (process.env.BENCH_SCOPES ?? 'request,durable').split(',') as Array<'request' | 'durable'>;
+const SCOPES = (process.env.BENCH_SCOPES ?? 'singleton,durable,request').split(',');
 const MAX_CONNECTIONS = Number(process.env.BENCH_MAX_CONNECTIONS ?? 60);
+/** Letters of the variants to run (default all: abcde); (a) always runs, as every ratio needs it. */
+const ONLY = process.env.BENCH_ONLY ?? 'abcde';
+/** Extra node flags for the app process, e.g. --cpu-prof to profile one variant. */
+const APP_NODE_FLAGS = (process.env.BENCH_APP_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 const PROJECTS_PER_TENANT = 40;
 const SCHEMA_TENANTS = Math.max(1, Math.round(TENANTS * 0.05));
 const DEDICATED_TENANTS = Math.max(1, Math.round(TENANTS * 0.015));
@@ -41,6 +45,8 @@ interface Tenant {
 
 interface Row {
   scope: string;
+  appCpuMsPerKReq?: number;
+  dbCpuMsPerKReq?: number;
   variant: string;
   rps: number;
   p50: number;
@@ -103,7 +109,7 @@ async function main(): Promise<void> {
         await grantBaseline(su(ports[0], 'tenancy'));
       }
       const token = await mint(env.JWT_SECRET, BENCH_USER);
-      await runScope(scope, port, token, tenants, ports, superPw, results);
+      await runScope(scope, port, token, tenants, ports, superPw, results, app.pid!);
       await stopApp(app);
       app = undefined;
     }
@@ -116,7 +122,7 @@ async function main(): Promise<void> {
 }
 
 async function startApp(port: number, env: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [fromRoot('dist', 'src', 'main.js')], {
+  const child = spawn(process.execPath, [...APP_NODE_FLAGS, fromRoot('dist', 'src', 'main.js')], {
     env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -218,6 +224,25 @@ async function grantBaseline(c: pg.Client): Promise<void> {
   await c.end();
 }
 
+/** CPU time (ms) used so far by the app process and by all PostgreSQL processes (Linux /proc). */
+function cpuTimes(appPid: number): { app: number; db: number } {
+  const ticks = (pid: string) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return { comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), t: Number(fields[11]) + Number(fields[12]) };
+    } catch {
+      return { comm: '', t: 0 };
+    }
+  };
+  let db = 0;
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    const p = ticks(pid);
+    if (p.comm === 'postgres') db += p.t;
+  }
+  return { app: ticks(String(appPid)).t * 10, db: db * 10 };
+}
+
 async function peakConnections(ports: number[], superPw: string, stop: () => boolean): Promise<number> {
   const clients = ports.map((port) => new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password: superPw, database: 'postgres' }));
   await Promise.all(clients.map((c) => c.connect()));
@@ -241,6 +266,7 @@ async function runScope(
   ports: number[],
   superPw: string,
   results: Row[],
+  appPid: number,
 ): Promise<void> {
   const base = `http://127.0.0.1:${port}`;
   const headers = { authorization: `Bearer ${token}` };
@@ -257,13 +283,17 @@ async function runScope(
   for (const v of variants.filter((x) => x.path)) await cannon(base + v.path!, headers, 2);
   await cannon(base, headers, 3, tenants);
   let baseline = 0;
-  for (const v of variants) {
+  for (const v of variants.filter((x, i) => i === 0 || ONLY.includes(x.name[1]))) {
     log(`[${scope}] ${v.name}: ${DURATION} s x ${CONNECTIONS} connections`);
     let done = false;
     const peak = v.random ? peakConnections(ports, superPw, () => done) : Promise.resolve(undefined);
+    const cpuBefore = cpuTimes(appPid);
     const r = v.random ? await cannon(base, headers, DURATION, tenants) : await cannon(base + v.path!, headers, DURATION);
+    const cpuAfter = cpuTimes(appPid);
     done = true;
-    const row: Row = { scope, variant: v.name, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.non2xx + r.errors, peakConnections: await peak };
+    const kreq = r.requests.total / 1000;
+    const row: Row = { scope, variant: v.name, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.non2xx + r.errors, peakConnections: await peak,
+      appCpuMsPerKReq: (cpuAfter.app - cpuBefore.app) / kreq, dbCpuMsPerKReq: (cpuAfter.db - cpuBefore.db) / kreq };
     if (!baseline) baseline = row.rps;
     row.ratio = row.rps / baseline;
     results.push(row);
@@ -291,11 +321,11 @@ function cannon(url: string, headers: Record<string, string>, duration: number, 
 
 function report(rows: Row[]): void {
   const lines = [
-    '| scope | variant | req/s | p50 ms | p99 ms | non-2xx/errors | ratio to (a) | peak app connections |',
-    '|---|---|---:|---:|---:|---:|---:|---:|',
+    '| scope | variant | req/s | p50 ms | p99 ms | non-2xx/errors | ratio to (a) | app CPU ms/1k req | PostgreSQL CPU ms/1k req | peak app connections |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...rows.map(
       (r) =>
-        `| ${r.scope} | ${r.variant} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.errors} | ${r.ratio!.toFixed(2)}x | ${r.peakConnections ?? ''} |`,
+        `| ${r.scope} | ${r.variant} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.errors} | ${r.ratio!.toFixed(2)}x | ${r.appCpuMsPerKReq!.toFixed(0)} | ${r.dbCpuMsPerKReq!.toFixed(0)} | ${r.peakConnections ?? ''} |`,
     ),
   ];
   const table = lines.join('\n');

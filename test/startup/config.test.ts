@@ -39,7 +39,7 @@ describe('loadConfig', () => {
       },
       routingCacheTtlMs: 60_000,
       auth: { jwtTtlSeconds: 43_200, platformAdminEmails: [], devLoginEnabled: true },
-      tenantProviderScope: 'durable',
+      tenantProviderScope: 'singleton',
     });
   });
 
