@@ -93,12 +93,12 @@ export class EnvironmentVariables {
   @Max(500)
   DB_POOL_MAX = 20;
 
-  /** Connections per dedicated-database pool. */
+  /** Most connections one dedicated database's pool grows to (it starts with one). */
   @Transform(toInt)
   @IsInt()
   @Min(1)
   @Max(100)
-  DB_DEDICATED_POOL_MAX = 3;
+  DB_DEDICATED_POOL_MAX = 10;
 
   /** Cap on connections held by all tenant pools together. */
   @Transform(toInt)

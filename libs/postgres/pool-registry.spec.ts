@@ -321,4 +321,44 @@ describe('PoolRegistry', () => {
       expect(factory.closed).toEqual(['ok']);
     });
   });
+
+  describe('elastic pools', () => {
+    it('grows a pool one connection at a time within the cap, and gives connections back', async () => {
+      const { registry } = setup(3);
+      const a = await registry.lease('a', 1);
+      expect(registry.grow('a', a.pool)).toBe(true);
+      expect(registry.grow('a', a.pool)).toBe(true);
+      expect(registry.stats().reservedConnections).toBe(3);
+      expect(registry.grow('a', a.pool)).toBe(false);
+      registry.shrink('a', a.pool);
+      expect(registry.stats().reservedConnections).toBe(2);
+      registry.shrink('a', a.pool);
+      registry.shrink('a', a.pool);
+      expect(registry.stats().reservedConnections).toBe(1);
+    });
+
+    it('closes an idle pool to let a busy one grow, but never a busy one', async () => {
+      const { factory, registry } = setup(3);
+      await openIdle(registry, 'idle');
+      const busy = await registry.lease('busy', 1);
+      const other = await registry.lease('other', 1);
+      expect(registry.grow('busy', busy.pool)).toBe(true);
+      expect(factory.closed).toEqual(['idle']);
+      expect(registry.grow('busy', busy.pool)).toBe(false);
+      expect(other.pool.closed).toBe(false);
+    });
+
+    it('ignores grow and shrink from a pool that is no longer the open one for its key', async () => {
+      const { registry } = setup(4);
+      const first = await registry.lease('a', 1);
+      const stale = first.pool;
+      first.release();
+      await registry.evict('a');
+      const second = await registry.lease('a', 1);
+      expect(registry.grow('a', stale)).toBe(false);
+      registry.shrink('a', stale);
+      expect(registry.grow('a', second.pool)).toBe(true);
+      expect(registry.stats().reservedConnections).toBe(2);
+    });
+  });
 });

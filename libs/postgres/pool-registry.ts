@@ -32,9 +32,10 @@ export interface PoolRegistryOptions {
 }
 
 /**
- * A bounded registry of connection pools keyed by placement. Each open pool reserves its size
- * from a global connection budget; when a new pool needs room, the least recently used pools
- * with no lease out are closed first. Pinned pools are never closed.
+ * A bounded registry of connection pools keyed by placement. Each open pool reserves connections
+ * from a global budget: a fixed size, or a small start that grows (grow/shrink) as its load
+ * needs. When room is needed, the least recently used pools with no lease out are closed
+ * first. Pinned pools are never closed.
  */
 export class PoolRegistry<P> {
   private readonly entries = new Map<string, Entry<P>>(); // insertion order = LRU order
@@ -102,6 +103,27 @@ export class PoolRegistry<P> {
     } catch {
       // a pool that never opened, or failed to close, has nothing left to release
     }
+  }
+
+  /**
+   * Reserves one more connection for an open pool, closing least recently used idle pools if
+   * the cap needs it. False when the cap leaves no room: the pool then serves from what it has.
+   */
+  grow(key: string, pool: P): boolean {
+    const e = this.entries.get(key);
+    if (!e || e.pool !== pool || !this.makeRoom(1)) return false;
+    e.size++;
+    this.reserved++;
+    return true;
+  }
+
+  /** Gives back one connection of a pool that closed one (never below one per pool). */
+  shrink(key: string, pool: P): void {
+    const e = this.entries.get(key);
+    if (!e || e.pool !== pool || e.size <= 1) return;
+    e.size--;
+    this.reserved--;
+    this.wake();
   }
 
   /** Closes one pool (for example after its tenant moved away); waits for nothing. */

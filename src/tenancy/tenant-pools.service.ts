@@ -1,10 +1,16 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
+import type pg from 'pg';
 import { DataSource, EntitySchema } from 'typeorm';
 import type { AppConfig } from '../../config/configuration.js';
 import { DatabaseServer, PoolLease, PoolRegistry } from '../../libs/postgres/index.js';
 import { DATABASE_RUNTIME, DatabaseRuntime } from './placements.js';
 import type { Placement } from './tenant-route.js';
+
+/** The pg pool under a TypeORM DataSource; its options.max is what pg-pool checks before it opens a connection. */
+function pgPool(ds: DataSource): pg.Pool & { options: { max: number }; ending: boolean } {
+  return (ds.driver as unknown as { master: pg.Pool & { options: { max: number }; ending: boolean } }).master;
+}
 
 // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
 export type EntityTarget = Function | EntitySchema;
@@ -18,7 +24,7 @@ export class TenantEntityRegistry {
 /**
  * One TypeORM DataSource (one pg pool, runtime role) per server and database, in a bounded
  * registry: shared and schema tenants share the primary database's pool; each dedicated
- * database gets a small pool of its own, closed least-recently-used first under the cap.
+ * database gets an elastic pool of its own, closed least-recently-used first under the cap.
  */
 @Injectable()
 export class TenantPools implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -55,9 +61,25 @@ export class TenantPools implements OnApplicationBootstrap, OnApplicationShutdow
     return this.controlLease.pool;
   }
 
-  lease(p: Placement): Promise<PoolLease<DataSource>> {
+  async lease(p: Placement): Promise<PoolLease<DataSource>> {
     const primary = p.serverKey === this.runtime.primary.key && p.database === this.runtime.primary.database;
-    return this.registry.lease(`${p.serverKey}/${p.database}`, primary ? this.db.poolMax : this.db.dedicatedPoolMax, primary);
+    const key = `${p.serverKey}/${p.database}`;
+    if (primary) return this.registry.lease(key, this.db.poolMax, true);
+    const lease = await this.registry.lease(key, 1);
+    this.growIfSaturated(key, lease.pool);
+    return lease;
+  }
+
+  /**
+   * Dedicated pools start with one connection's worth of budget and take one more from the
+   * global cap each time every connection they have is busy, up to DB_DEDICATED_POOL_MAX; a
+   * connection closed for idleness gives its budget back. So many dedicated tenants share the
+   * cap by what they use, not by what they might use.
+   */
+  private growIfSaturated(key: string, ds: DataSource): void {
+    const pool = pgPool(ds);
+    if (pool.idleCount > 0 || pool.totalCount < pool.options.max || pool.options.max >= this.db.dedicatedPoolMax) return;
+    if (this.registry.grow(key, ds)) pool.options.max++;
   }
 
   /** Closes the pool of a placement that no longer serves anyone (a dropped database). */
@@ -90,12 +112,21 @@ export class TenantPools implements OnApplicationBootstrap, OnApplicationShutdow
         // Pipelining lets a request's tenant prologue travel with its first query, and a read's
         // COMMIT with the next request: pg still runs each connection's queries strictly in order.
         pipeline: true,
-        max: primary ? this.db.poolMax : this.db.dedicatedPoolMax,
+        max: primary ? this.db.poolMax : 1,
         idleTimeoutMillis: this.db.poolIdleMs,
         connectionTimeoutMillis: 5_000,
       },
     });
     await ds.initialize();
+    if (!primary) {
+      const pool = pgPool(ds);
+      pool.on('remove', () => {
+        if (pool.options.max > 1 && !pool.ending) {
+          pool.options.max--;
+          this.registry.shrink(key, ds);
+        }
+      });
+    }
     this.logger.debug(`opened pool ${key}`);
     return ds;
   }
