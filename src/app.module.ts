@@ -14,6 +14,8 @@ import { ProjectsModule } from './projects/projects.module.js';
 import type { DatabaseRuntime } from './tenancy/placements.js';
 import { TenancyModule } from './tenancy/tenancy.module.js';
 
+const infoLogged = (level: string) => ['trace', 'debug', 'info'].includes(level);
+
 @Module({})
 export class AppModule {
   static forRoot(config: AppConfig, runtime: DatabaseRuntime): DynamicModule {
@@ -27,9 +29,11 @@ export class AppModule {
             level: config.logLevel,
             // Fastify already chose the id (see app.ts); logs and error bodies carry the same one.
             genReqId: (req: IncomingMessage) => (req as IncomingMessage & { id: string }).id,
-            // Nothing (not {}) when there is no tenant: pino-http then skips creating a child logger.
-            customProps: (req: IncomingMessage & { tenantId?: string }) =>
-              (req.tenantId ? { tenantId: req.tenantId } : undefined) as object,
+            // Request lines carry the tenant id. Only when they are written at all: pino-http
+            // builds a child logger for these props on every response, logged or not.
+            customProps: infoLogged(config.logLevel)
+              ? (req: IncomingMessage & { tenantId?: string }) => (req.tenantId ? { tenantId: req.tenantId } : undefined) as object
+              : undefined,
             redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]'], censor: '[redacted]' },
             serializers: {
               req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),

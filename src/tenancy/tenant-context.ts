@@ -13,6 +13,20 @@ type PgQueryRunner = Omit<QueryRunner, 'isTransactionActive'> & {
   releasePostgresConnection(err?: Error | boolean): Promise<void>;
 };
 
+type Corkable = { cork(): void; uncork(): void };
+
+/**
+ * Holds a connection's writes until the event loop's next turn, so that what is queued on it
+ * meanwhile (a prologue and the handler's first query; a COMMIT and the next request's
+ * prologue) reaches PostgreSQL in one write and one wake-up of its backend.
+ */
+function corkForThisTurn(client: pg.PoolClient): void {
+  const socket = (client as unknown as { connection?: { stream?: Partial<Corkable> } }).connection?.stream;
+  if (typeof socket?.cork !== 'function' || typeof socket.uncork !== 'function') return;
+  socket.cork();
+  setImmediate(() => (socket as Corkable).uncork());
+}
+
 /**
  * One request's transaction on its tenant's placement: BEGIN and the transaction-local tenant
  * settings in one message, pipelined with the first query; ended with COMMIT or ROLLBACK; the
@@ -45,10 +59,7 @@ export class TenantSession {
     // Not awaited: on a pipelined connection the handler's first query is written right behind
     // it, so opening the tenant transaction costs no round trip of its own. Should it fail, the
     // queries behind it run with no tenant set and RLS shows them nothing; commit() then refuses.
-    // Corked until the handler has had its turn, so both usually leave in one write.
-    const socket = (client as unknown as { connection?: { stream?: NodeJS.WritableStream & { cork?(): void; uncork?(): void } } }).connection?.stream;
-    socket?.cork?.();
-    setImmediate(() => socket?.uncork?.());
+    corkForThisTurn(client);
     session.prologue = client.query(
       tenantTransactionPrologue({
         organizationId: access.route.id,
@@ -73,6 +84,9 @@ export class TenantSession {
     try {
       await this.prologue;
       if (this.access.readOnly) {
+        // Under load the next request takes this connection in the same turn: corked, its
+        // prologue and query leave in the same write as this COMMIT.
+        corkForThisTurn(client);
         client.query('COMMIT').catch(() => undefined);
       } else {
         await client.query('COMMIT');
