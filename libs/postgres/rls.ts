@@ -5,7 +5,8 @@ export const TENANT_SETTING = 'app.current_org_id';
 
 export interface TenantTransactionOptions {
   organizationId: string;
-  schema: string;
+  /** The placement's schema; omit it when it is the connection's default search_path already. */
+  schema?: string;
   readOnly: boolean;
 }
 
@@ -18,7 +19,7 @@ export interface TenantTransactionOptions {
 export function tenantTransactionPrologue(o: TenantTransactionOptions): string {
   return (
     `BEGIN${o.readOnly ? ' READ ONLY' : ''};` +
-    `SET LOCAL ${TENANT_SETTING} = ${uuidLiteral(o.organizationId)};` +
-    `SET LOCAL search_path = ${quoteIdent(o.schema)}`
+    `SET LOCAL ${TENANT_SETTING} = ${uuidLiteral(o.organizationId)}` +
+    (o.schema ? `;SET LOCAL search_path = ${quoteIdent(o.schema)}` : '')
   );
 }

@@ -3,6 +3,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type pg from 'pg';
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { PoolLease, tenantTransactionPrologue } from '../../libs/postgres/index.js';
+import { SHARED_SCHEMA } from './placements.js';
 import type { TenantAccess } from './tenant-route.js';
 import { TenancyError } from './tenancy.errors.js';
 
@@ -63,7 +64,9 @@ export class TenantSession {
     session.prologue = client.query(
       tenantTransactionPrologue({
         organizationId: access.route.id,
-        schema: access.route.placement.schema,
+        // Pools default to the shared schema (the schema of every dedicated database too), so
+        // only schema-tier tenants switch search_path.
+        schema: access.route.placement.schema === SHARED_SCHEMA ? undefined : access.route.placement.schema,
         readOnly: access.readOnly,
       }),
     );

@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { DataSource, EntitySchema } from 'typeorm';
 import type { AppConfig } from '../../config/configuration.js';
 import { DatabaseServer, PoolLease, PoolRegistry } from '../../libs/postgres/index.js';
-import { DATABASE_RUNTIME, DatabaseRuntime } from './placements.js';
+import { DATABASE_RUNTIME, DatabaseRuntime, SHARED_SCHEMA } from './placements.js';
 import type { Placement } from './tenant-route.js';
 
 /** The pg pool under a TypeORM DataSource; its options.max is what pg-pool checks before it opens a connection. */
@@ -115,6 +115,7 @@ export class TenantPools implements OnApplicationBootstrap, OnApplicationShutdow
         max: primary ? this.db.poolMax : 1,
         idleTimeoutMillis: this.db.poolIdleMs,
         connectionTimeoutMillis: 5_000,
+        options: `-c search_path=${SHARED_SCHEMA}`,
       },
     });
     await ds.initialize();
