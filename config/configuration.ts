@@ -98,7 +98,7 @@ export class EnvironmentVariables {
   @IsInt()
   @Min(1)
   @Max(100)
-  DB_DEDICATED_POOL_MAX = 10;
+  DB_DEDICATED_POOL_MAX = 20;
 
   /** Cap on connections held by all tenant pools together. */
   @Transform(toInt)

@@ -33,7 +33,7 @@ describe('loadConfig', () => {
         embeddedDir: '.data/postgres',
         embeddedPort: 54320,
         poolMax: 20,
-        dedicatedPoolMax: 10,
+        dedicatedPoolMax: 20,
         maxConnections: 80,
         poolIdleMs: 30_000,
       },
