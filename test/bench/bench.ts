@@ -6,7 +6,8 @@
  *   (a) the same endpoint with no tenancy (baseline: plain query, explicit WHERE, no transaction)
  *   (b) a shared tenant, (c) a schema tenant, (d) a dedicated tenant,
  *   (e) random tenants over all of them,
- * each as a ratio to (a) measured in the same run, once per provider scope (request, durable).
+ * each as a ratio to (a) measured again right before it, once per provider scope (singleton,
+ * durable, request).
  * Options (environment): BENCH_TENANTS (1000), BENCH_DURATION (8 s), BENCH_CONNECTIONS (32),
  * BENCH_SCOPES ("singleton,durable,request"), BENCH_MAX_CONNECTIONS (60).
  */
@@ -283,12 +284,11 @@ async function runScope(
     { name: '(d) dedicated tier', path: `/orgs/${pick('dedicated').slug}/projects?limit=20` },
     { name: `(e) random of ${tenants.length} tenants`, random: true },
   ];
-  const selected = variants.filter((x) => ONLY.includes(x.name[1]));
+  const selected = variants.filter((x, i) => i === 0 || ONLY.includes(x.name[1]));
   // Warm every path (routing cache, pools, JIT) before measuring.
   for (const v of selected.filter((x) => x.path)) await cannon(base + v.path!, headers, 2);
   if (selected.some((x) => x.random)) await cannon(base, headers, 3, tenants);
-  let baseline = ONLY.includes('a') ? 0 : NaN;
-  for (const v of selected) {
+  const measure = async (v: (typeof variants)[number]): Promise<Row> => {
     log(`[${scope}] ${v.name}: ${DURATION} s x ${CONNECTIONS} connections`);
     let done = false;
     const peak = v.random ? peakConnections(ports, superPw, () => done) : Promise.resolve(undefined);
@@ -297,12 +297,48 @@ async function runScope(
     const cpuAfter = cpuTimes(appPid);
     done = true;
     const kreq = r.requests.total / 1000;
-    const row: Row = { scope, variant: v.name, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.non2xx + r.errors, peakConnections: await peak,
-      appCpuMsPerKReq: (cpuAfter.app - cpuBefore.app) / kreq, dbCpuMsPerKReq: (cpuAfter.db - cpuBefore.db) / kreq };
-    if (baseline === 0) baseline = row.rps;
-    row.ratio = row.rps / baseline;
-    results.push(row);
+    return {
+      scope,
+      variant: v.name,
+      rps: r.requests.average,
+      p50: r.latency.p50,
+      p99: r.latency.p99,
+      errors: r.non2xx + r.errors,
+      peakConnections: await peak,
+      appCpuMsPerKReq: (cpuAfter.app - cpuBefore.app) / kreq,
+      dbCpuMsPerKReq: (cpuAfter.db - cpuBefore.db) / kreq,
+    };
+  };
+  // The baseline is measured again right before each variant, and each ratio is taken against
+  // that neighbour, so drift of a shared machine over the run does not tilt the ratios.
+  const [baselineVariant, ...others] = variants;
+  const baselines: Row[] = [];
+  const rows: Row[] = [];
+  for (const v of others.filter((x) => ONLY.includes(x.name[1]))) {
+    const before = ONLY.includes('a') ? await measure(baselineVariant) : undefined;
+    const row = await measure(v);
+    if (before) {
+      baselines.push(before);
+      row.ratio = row.rps / before.rps;
+    }
+    rows.push(row);
   }
+  if (ONLY.includes('a') && baselines.length === 0) baselines.push(await measure(baselineVariant));
+  if (baselines.length) {
+    const mean = (f: (r: Row) => number) => baselines.reduce((a, r) => a + f(r), 0) / baselines.length;
+    results.push({
+      ...baselines[0],
+      variant: `${baselineVariant.name} (mean of ${baselines.length})`,
+      rps: mean((r) => r.rps),
+      p50: mean((r) => r.p50),
+      p99: mean((r) => r.p99),
+      errors: baselines.reduce((a, r) => a + r.errors, 0),
+      appCpuMsPerKReq: mean((r) => r.appCpuMsPerKReq!),
+      dbCpuMsPerKReq: mean((r) => r.dbCpuMsPerKReq!),
+      ratio: 1,
+    });
+  }
+  results.push(...rows);
 }
 
 function cannon(url: string, headers: Record<string, string>, duration: number, tenants?: Tenant[]): Promise<autocannon.Result> {
@@ -326,11 +362,11 @@ function cannon(url: string, headers: Record<string, string>, duration: number, 
 
 function report(rows: Row[]): void {
   const lines = [
-    '| scope | variant | req/s | p50 ms | p99 ms | non-2xx/errors | ratio to (a) | app CPU ms/1k req | PostgreSQL CPU ms/1k req | peak app connections |',
+    '| scope | variant | req/s | p50 ms | p99 ms | non-2xx/errors | ratio to (a) just before | app CPU ms/1k req | PostgreSQL CPU ms/1k req | peak app connections |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...rows.map(
       (r) =>
-        `| ${r.scope} | ${r.variant} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.errors} | ${r.ratio!.toFixed(2)}x | ${r.appCpuMsPerKReq!.toFixed(0)} | ${r.dbCpuMsPerKReq!.toFixed(0)} | ${r.peakConnections ?? ''} |`,
+        `| ${r.scope} | ${r.variant} | ${r.rps.toFixed(0)} | ${r.p50.toFixed(0)} | ${r.p99.toFixed(0)} | ${r.errors} | ${r.ratio === undefined ? '' : `${r.ratio.toFixed(2)}x`} | ${r.appCpuMsPerKReq!.toFixed(0)} | ${r.dbCpuMsPerKReq!.toFixed(0)} | ${r.peakConnections ?? ''} |`,
     ),
   ];
   const table = lines.join('\n');
