@@ -58,6 +58,20 @@ export class PoolRegistry<P> {
       this.releaseOne(entry);
       throw err;
     }
+    return this.leaseOf(entry, pool);
+  }
+
+  /** A lease on a pool that is open already, without waiting: undefined when it is not open. */
+  leaseOpen(key: string): PoolLease<P> | undefined {
+    const e = this.entries.get(key);
+    if (!e?.pool || this.closed) return undefined;
+    this.entries.delete(key);
+    this.entries.set(key, e);
+    e.active++;
+    return this.leaseOf(e, e.pool);
+  }
+
+  private leaseOf(entry: Entry<P>, pool: P): PoolLease<P> {
     let released = false;
     return {
       pool,

@@ -84,7 +84,8 @@ export class RoutingTable implements OnApplicationBootstrap, OnApplicationShutdo
     return this.listening;
   }
 
-  async resolveSlug(slug: string): Promise<TenantRoute | null> {
+  /** The route of a slug; synchronous on a cache hit, so a request pays no promise for it. */
+  resolveSlug(slug: string): TenantRoute | null | Promise<TenantRoute | null> {
     return this.cached(this.routes, slug, async () => {
       const rows = await this.pools.control().query<TenantRow[]>(
         `SELECT ${TENANT_COLUMNS} FROM control.tenants WHERE slug = $1`,
@@ -94,7 +95,7 @@ export class RoutingTable implements OnApplicationBootstrap, OnApplicationShutdo
     });
   }
 
-  async roleOf(tenantId: string, userId: string): Promise<Role | null> {
+  roleOf(tenantId: string, userId: string): Role | null | Promise<Role | null> {
     return this.cached(this.roles, `${tenantId}:${userId}`, async () => {
       const rows = await this.pools.control().query<Array<{ role: Role }>>(
         'SELECT role FROM control.memberships WHERE tenant_id = $1 AND user_id = $2',
@@ -122,18 +123,19 @@ export class RoutingTable implements OnApplicationBootstrap, OnApplicationShutdo
     this.roles.clear();
   }
 
-  private async cached<T>(map: Map<string, Cached<T>>, key: string, load: () => Promise<T>): Promise<T> {
+  private cached<T>(map: Map<string, Cached<T>>, key: string, load: () => Promise<T>): T | Promise<T> {
     const hit = map.get(key);
     const now = Date.now();
     if (hit && now - hit.at < this.ttlMs) return hit.value;
     const generation = this.generation;
-    const value = await load();
-    // A change announced while we were loading wins over what we loaded.
-    if (this.listening && generation === this.generation) {
-      if (map.size >= MAX_ENTRIES) map.clear();
-      map.set(key, { value, at: now });
-    }
-    return value;
+    return load().then((value) => {
+      // A change announced while we were loading wins over what we loaded.
+      if (this.listening && generation === this.generation) {
+        if (map.size >= MAX_ENTRIES) map.clear();
+        map.set(key, { value, at: now });
+      }
+      return value;
+    });
   }
 
   private onNotification(payload: string | undefined): void {

@@ -5,7 +5,7 @@ import type { AuthUser } from '../auth/auth-user.js';
 import { ValidationFailed } from '../http/domain-error.js';
 import { RoutingTable } from './routing-table.service.js';
 import { TENANT_ROLES } from './tenant-scoped.decorator.js';
-import { Role, SLUG_PATTERN, TenantAccess, WRITER_ROLES } from './tenant-route.js';
+import { Role, SLUG_PATTERN, TenantAccess, TenantRoute, WRITER_ROLES } from './tenant-route.js';
 import { TenancyError, tenantNotFound } from './tenancy.errors.js';
 
 export type TenantRequest = FastifyRequest & { user?: AuthUser; tenantAccess?: TenantAccess };
@@ -41,14 +41,26 @@ export class TenantAccessGuard implements CanActivate {
     private readonly routing: RoutingTable,
   ) {}
 
-  async canActivate(context: ExecutionContext): Promise<boolean> {
+  canActivate(context: ExecutionContext): boolean | Promise<boolean> {
     const req = context.switchToHttp().getRequest<TenantRequest>();
     const user = req.user;
     if (!user) return false;
     const slug = requestedSlug(req);
-    const route = await this.routing.resolveSlug(slug);
-    const role = route ? await this.routing.roleOf(route.id, user.id) : null;
-    if (!route || !role) throw tenantNotFound(slug);
+    // Cached routes and roles come back synchronously: the common path allocates no promise.
+    const route = this.routing.resolveSlug(slug);
+    if (route instanceof Promise) return route.then((r) => this.withRoute(context, req, user.id, slug, r));
+    return this.withRoute(context, req, user.id, slug, route);
+  }
+
+  private withRoute(context: ExecutionContext, req: TenantRequest, userId: string, slug: string, route: TenantRoute | null): boolean | Promise<boolean> {
+    if (!route) throw tenantNotFound(slug);
+    const role = this.routing.roleOf(route.id, userId);
+    if (role instanceof Promise) return role.then((r) => this.admit(context, req, userId, slug, route, r));
+    return this.admit(context, req, userId, slug, route, role);
+  }
+
+  private admit(context: ExecutionContext, req: TenantRequest, userId: string, slug: string, route: TenantRoute, role: Role | null): boolean {
+    if (!role) throw tenantNotFound(slug);
     // Request logs carry the tenant id (see customProps in app.module.ts).
     (req.raw as { tenantId?: string }).tenantId = route.id;
     if (route.status === 'suspended') {
@@ -62,7 +74,7 @@ export class TenantAccessGuard implements CanActivate {
     if (allowed ? !allowed.includes(role) : !isRead && !WRITER_ROLES.includes(role)) {
       throw new TenancyError('ROLE_FORBIDDEN', `the ${role} role may not do this in tenant '${slug}'`);
     }
-    req.tenantAccess = { route, userId: user.id, role, readOnly: isRead || !WRITER_ROLES.includes(role) };
+    req.tenantAccess = { route, userId, role, readOnly: isRead || !WRITER_ROLES.includes(role) };
     return true;
   }
 }

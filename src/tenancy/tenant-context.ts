@@ -119,7 +119,8 @@ export class TenantSession {
     this.runner.isTransactionActive = false;
     this.runner.transactionDepth = 0;
     try {
-      await this.runner.releasePostgresConnection(err ?? false);
+      // Synchronous underneath (pg-pool's release); not awaited, to spare the request a hop.
+      void this.runner.releasePostgresConnection(err ?? false);
     } finally {
       this.lease.release();
     }

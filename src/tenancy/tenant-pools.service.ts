@@ -61,13 +61,20 @@ export class TenantPools implements OnApplicationBootstrap, OnApplicationShutdow
     return this.controlLease.pool;
   }
 
-  async lease(p: Placement): Promise<PoolLease<DataSource>> {
+  /** A lease on the placement's pool: synchronous when the pool is open already (the common case). */
+  lease(p: Placement): PoolLease<DataSource> | Promise<PoolLease<DataSource>> {
     const primary = p.serverKey === this.runtime.primary.key && p.database === this.runtime.primary.database;
     const key = `${p.serverKey}/${p.database}`;
+    const open = this.registry.leaseOpen(key);
+    if (open) {
+      if (!primary) this.growIfSaturated(key, open.pool);
+      return open;
+    }
     if (primary) return this.registry.lease(key, this.db.poolMax, true);
-    const lease = await this.registry.lease(key, 1);
-    this.growIfSaturated(key, lease.pool);
-    return lease;
+    return this.registry.lease(key, 1).then((lease) => {
+      this.growIfSaturated(key, lease.pool);
+      return lease;
+    });
   }
 
   /**

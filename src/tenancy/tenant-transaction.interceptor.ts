@@ -16,7 +16,8 @@ export class TenantTransactionInterceptor implements NestInterceptor {
     const access = context.switchToHttp().getRequest<TenantRequest>().tenantAccess;
     if (!access) return next.handle();
     return defer(async () => {
-      const session = await TenantSession.begin(access, await this.pools.lease(access.route.placement));
+      const lease = this.pools.lease(access.route.placement);
+      const session = await TenantSession.begin(access, lease instanceof Promise ? await lease : lease);
       let result: unknown;
       try {
         result = await this.store.run(session, () => lastValueFrom(next.handle(), { defaultValue: undefined }));
