@@ -9,6 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import type { AppConfig } from '../config/configuration.js';
 import { AppModule } from './app.module.js';
 import { frameworkErrorBody } from './http/error.filter.js';
+import { tenantHeaderRewrite } from './tenancy/tenant-header-route.js';
 import type { DatabaseRuntime } from './tenancy/placements.js';
 
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -19,6 +20,7 @@ export async function createApp(config: AppConfig, runtime: DatabaseRuntime): Pr
     bodyLimit: 1_048_576,
     maxParamLength: 500,
     requestIdHeader: false,
+    rewriteUrl: tenantHeaderRewrite(),
     frameworkErrors: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
       const body = frameworkErrorBody(error, String(request.id));
       void reply.code(body.status).header('x-request-id', request.id).send(body);
@@ -49,7 +51,8 @@ export async function createApp(config: AppConfig, runtime: DatabaseRuntime): Pr
       .setTitle('Tenancy platform')
       .setDescription(
         'Hybrid tenancy on PostgreSQL: shared (RLS), schema and dedicated tiers behind one API. ' +
-          'Every error has the shape {status, code, message, field?, requestId}.',
+          'Every error has the shape {status, code, message, field?, requestId}. ' +
+          'Tenant routes /orgs/{slug}/... can also be called without the /orgs/{slug} prefix, naming the tenant in an X-Tenant header.',
       )
       .setVersion('0.1.0')
       .addBearerAuth()

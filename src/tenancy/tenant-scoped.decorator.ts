@@ -13,7 +13,7 @@ export const TENANT_ROLES = 'tenancy:roles';
  * checked, and the handler runs in a transaction confined to that tenant.
  */
 export function TenantScoped(): ClassDecorator {
-  return applyDecorators(
+  const decorate = applyDecorators(
     SetMetadata(TENANT_SCOPED, true),
     // Controller-level, so they run after the global authentication guard.
     UseGuards(TenantAccessGuard),
@@ -23,7 +23,15 @@ export function TenantScoped(): ClassDecorator {
     ApiNotFoundResponse({ type: ErrorBodyDto, description: 'No such tenant, or the caller is not a member (indistinguishable)' }),
     ApiForbiddenResponse({ type: ErrorBodyDto, description: 'Tenant suspended, or the role may not do this' }),
   ) as ClassDecorator;
+  return (target) => {
+    tenantScopedControllers.add(target);
+    decorate(target);
+  };
 }
+
+/** Controllers marked @TenantScoped(), so the X-Tenant header form of their routes can be derived. */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
+export const tenantScopedControllers = new Set<Function>();
 
 /** Roles allowed on a route; without it, reads are open to every member and writes to owner, admin and member. */
 export const AllowRoles = (...roles: Role[]) => SetMetadata(TENANT_ROLES, roles);

@@ -140,6 +140,28 @@ describe('tenants and people across tiers', () => {
     expect(res.body).toMatchObject({ code: 'TENANT_MISMATCH', field: 'X-Tenant' });
   });
 
+  it('serves tenant routes by the X-Tenant header alone, with the same checks as the path', async () => {
+    const a = await createTenant(t, { tier: 'schema' });
+    const b = await createTenant(t, { tier: 'shared' });
+    const [project] = await seedProjects(a, 1, 1);
+    const viaHeader = a.owner.withHeaders({ 'x-tenant': a.slug });
+    const list = await viaHeader.get('/projects?limit=5');
+    expect(list.status).toBe(200);
+    expect(list.body.items.map((p: { id: string }) => p.id)).toEqual([project.id]);
+    expect((await viaHeader.get(`/projects/${project.id}/tasks`)).body.items.map((x: { id: string }) => x.id)).toEqual(project.taskIds);
+    expect((await viaHeader.post('/projects', { name: 'by header' })).status).toBe(201);
+    expect((await viaHeader.get('/members')).body.items).toHaveLength(1);
+    const foreign = await a.owner.withHeaders({ 'x-tenant': b.slug }).get('/projects');
+    expect(foreign.status).toBe(404);
+    expect(foreign.body.code).toBe('TENANT_NOT_FOUND');
+    const injected = await a.owner.withHeaders({ 'x-tenant': "x' OR '1'='1" }).get('/projects');
+    expect(injected.status).toBe(400);
+    expect(injected.body.field).toBe('slug');
+    expect((await a.owner.get('/projects')).status).toBe(404);
+    // Routes that are not tenant-scoped ignore the header.
+    expect((await viaHeader.get('/me')).status).toBe(200);
+  });
+
   it('serves the OpenAPI document and health', async () => {
     const doc = await t.http.get('/docs-json');
     expect(doc.status).toBe(200);

@@ -131,6 +131,16 @@ describe.each(pairs)('a member of a %s tenant attacking a %s tenant', (tierA, ti
       expect(res.status).toBe(400);
       expect(res.body.code).toBe('TENANT_MISMATCH');
     }
+    // The header alone (no slug in the path) names B: A is not a member, so B does not exist for A.
+    for (const res of await Promise.all([
+      spoof.get('/projects'),
+      spoof.get(`/projects/${bProjects[0].id}`),
+      spoof.delete(`/projects/${bProjects[0].id}`),
+      spoof.post('/members', { email: 'spy@evil.test', role: 'owner' }),
+    ])) {
+      expect(res.status).toBe(404);
+      expect(res.body.code).toBe('TENANT_NOT_FOUND');
+    }
   });
 
   it('gets only its own rows whatever cursor it sends', async () => {
