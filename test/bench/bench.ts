@@ -9,7 +9,7 @@
  * each as a ratio to (a) measured again right before it, once per provider scope (singleton,
  * durable, request).
  * Options (environment): BENCH_TENANTS (1000), BENCH_DURATION (8 s), BENCH_CONNECTIONS (32),
- * BENCH_SCOPES ("singleton,durable,request"), BENCH_MAX_CONNECTIONS (60).
+ * BENCH_SCOPES ("singleton,durable,request"), BENCH_MAX_CONNECTIONS (80).
  */
 import autocannon from 'autocannon';
 import { spawn, ChildProcess } from 'node:child_process';
@@ -26,7 +26,7 @@ const TENANTS = Number(process.env.BENCH_TENANTS ?? 1000);
 const DURATION = Number(process.env.BENCH_DURATION ?? 8);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const SCOPES = (process.env.BENCH_SCOPES ?? 'singleton,durable,request').split(',');
-const MAX_CONNECTIONS = Number(process.env.BENCH_MAX_CONNECTIONS ?? 60);
+const MAX_CONNECTIONS = Number(process.env.BENCH_MAX_CONNECTIONS ?? 80); // the app's default DB_MAX_CONNECTIONS
 /** Letters of the variants to run (default all: abcde); without (a) there are no ratios (for profiling one variant). */
 const ONLY = process.env.BENCH_ONLY ?? 'abcde';
 /** Extra node flags for the app process, e.g. --cpu-prof to profile one variant. */
