@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { join } from 'node:path';
 import { ConfigurationError, loadConfig, loadDotEnv } from '../config/configuration.js';
 import { loadOrCreateLocalSecrets } from '../config/secrets.js';
+import { EmbeddedStartError } from '../libs/postgres/index.js';
 import { createApp } from './app.js';
 import { prepareDatabases, UnsafeRuntimeRoleError } from './tenancy/infrastructure.js';
 
@@ -20,7 +21,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  if (err instanceof ConfigurationError || err instanceof UnsafeRuntimeRoleError) {
+  if (err instanceof ConfigurationError || err instanceof UnsafeRuntimeRoleError || err instanceof EmbeddedStartError) {
     process.stderr.write(`${err.message}\n`);
   } else {
     process.stderr.write(`start-up failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

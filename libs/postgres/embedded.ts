@@ -3,6 +3,11 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 
+/** The embedded server could not start; the message says what to check. */
+export class EmbeddedStartError extends Error {
+  override name = 'EmbeddedStartError';
+}
+
 export interface EmbeddedCluster {
   port: number;
   user: string;
@@ -54,7 +59,7 @@ export async function startEmbeddedCluster(opts: EmbeddedClusterOptions): Promis
   try {
     await pg.start();
   } catch (err) {
-    throw new Error(
+    throw new EmbeddedStartError(
       `embedded PostgreSQL did not start on port ${opts.port} (data in ${dataDir}); ` +
         `is the port taken or another server using that folder? ${err instanceof Error ? err.message : ''}`.trim(),
     );
