@@ -169,6 +169,10 @@ describe('tenants and people across tiers', () => {
       expect.arrayContaining(['/tenants', '/orgs/{slug}/projects', '/orgs/{slug}/projects/{projectId}/tasks/{taskId}', '/orgs/{slug}/members', '/health']),
     );
     expect(doc.body.components.securitySchemes.bearer).toBeDefined();
+    expect(doc.body.components.schemas.ErrorBodyDto.required).toEqual(expect.arrayContaining(['status', 'code', 'message', 'requestId']));
+    const ui = await t.http.get('/docs');
+    expect(ui.status).toBe(200);
+    expect(String(ui.body)).toMatch(/swagger/i);
     const health = await t.http.get('/health');
     expect(health.status).toBe(200);
     expect(Object.keys(health.body.details)).toEqual(expect.arrayContaining(['db:primary', 'db:secondary']));
