@@ -97,11 +97,6 @@ export class PoolRegistry<P> {
     };
   }
 
-  /** Open pools, for readiness checks and metrics. */
-  openPools(): Array<{ key: string; pool: P }> {
-    return [...this.entries.values()].filter((e) => e.pool).map((e) => ({ key: e.key, pool: e.pool! }));
-  }
-
   async closeAll(): Promise<void> {
     this.closed = true;
     const all = [...this.entries.values()];

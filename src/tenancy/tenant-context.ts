@@ -136,10 +136,6 @@ export class TenantContextStore {
     return this.als.run(session, fn);
   }
 
-  current(): TenantSession | undefined {
-    return this.als.getStore();
-  }
-
   require(): TenantSession {
     const s = this.als.getStore();
     if (!s) {

@@ -89,11 +89,6 @@ export class TenantPools implements OnApplicationBootstrap, OnApplicationShutdow
     if (this.registry.grow(key, ds)) pool.options.max++;
   }
 
-  /** Closes the pool of a placement that no longer serves anyone (a dropped database). */
-  evict(p: Placement): Promise<void> {
-    return this.registry.evict(`${p.serverKey}/${p.database}`);
-  }
-
   stats() {
     return this.registry.stats();
   }
