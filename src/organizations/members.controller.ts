@@ -9,7 +9,8 @@ import { MembersService } from './members.service.js';
 
 @ApiTags('members')
 @ApiBadRequestResponse({ type: ErrorBodyDto })
-@TenantScoped()
+// Members live in the control plane: no tenant transaction (it would hold a second connection).
+@TenantScoped({ transaction: false })
 @Controller('orgs/:slug/members')
 export class MembersController {
   constructor(private readonly members: MembersService) {}

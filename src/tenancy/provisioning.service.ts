@@ -4,7 +4,7 @@ import { DATABASE_RUNTIME, DatabaseRuntime, dropPlacement, placementFor, prepare
 import { RoutingTable } from './routing-table.service.js';
 import { TenantDirectory } from './tenant-directory.service.js';
 import { TenantPools } from './tenant-pools.service.js';
-import type { TenantRoute, Tier } from './tenant-route.js';
+import type { Placement, TenantRoute, Tier } from './tenant-route.js';
 import { TenancyError } from './tenancy.errors.js';
 
 export interface ProvisionTenant {
@@ -44,6 +44,7 @@ export class ProvisioningService {
         );
       }
     }
+    await this.reclaimAbandoned(input.slug);
     const id = uuidv7();
     const placement = placementFor(this.runtime, id, input.tier, input.server);
     const owner = await this.directory.ensureUser(input.ownerEmail);
@@ -87,8 +88,24 @@ export class ProvisioningService {
     return route!;
   }
 
-  private async undo(id: string, slug: string, placement: ReturnType<typeof placementFor>): Promise<void> {
-    await dropPlacement(this.runtime, placement).catch(() => undefined);
+  /**
+   * A slug held by a tenant whose provisioning failed, or stopped with its process (still
+   * 'provisioning' ten minutes on), is freed: its schema or database is dropped and its row removed.
+   */
+  private async reclaimAbandoned(slug: string): Promise<void> {
+    const rows = await this.pools.control().query<Array<{ id: string; tier: Tier; server_key: string; database_name: string; schema_name: string }>>(
+      `SELECT id, tier, server_key, database_name, schema_name FROM control.tenants
+        WHERE slug = $1 AND (status = 'failed' OR (status = 'provisioning' AND updated_at < now() - interval '10 minutes'))`,
+      [slug],
+    );
+    for (const r of rows) {
+      this.logger.warn({ tenantId: r.id, tier: r.tier }, 'reclaiming the slug of an abandoned provisioning');
+      await this.undo(r.id, slug, { tier: r.tier, serverKey: r.server_key, database: r.database_name, schema: r.schema_name });
+    }
+  }
+
+  private async undo(id: string, slug: string, placement: Placement): Promise<void> {
+    if (this.runtime.servers.has(placement.serverKey)) await dropPlacement(this.runtime, placement).catch(() => undefined);
     await this.pools.control().query('DELETE FROM control.tenants WHERE id = $1', [id]);
     this.routing.forgetTenant([slug], id);
   }

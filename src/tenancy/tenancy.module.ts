@@ -12,7 +12,7 @@ import { TenantContextStore } from './tenant-context.js';
 import { TenantDirectory } from './tenant-directory.service.js';
 import { EntityTarget, TenantEntityRegistry, TenantPools } from './tenant-pools.service.js';
 import { TenantsController } from './tenants.controller.js';
-import { TenantTransactionInterceptor } from './tenant-transaction.interceptor.js';
+import { TenantAccessInterceptor, TenantTransactionInterceptor } from './tenant-transaction.interceptor.js';
 
 export interface TenancyOptions {
   runtime: DatabaseRuntime;
@@ -43,6 +43,7 @@ export class TenancyModule {
         ProvisioningService,
         TenantAccessGuard,
         TenantTransactionInterceptor,
+        TenantAccessInterceptor,
         {
           provide: TenantConnectionProvider,
           scope: options.providerScope === 'singleton' ? Scope.DEFAULT : Scope.REQUEST,
@@ -51,7 +52,7 @@ export class TenancyModule {
           useFactory: (store: TenantContextStore) => new TenantConnectionProvider(store),
         },
       ],
-      exports: [...exported, TenantAccessGuard, TenantTransactionInterceptor],
+      exports: [...exported, TenantAccessGuard, TenantTransactionInterceptor, TenantAccessInterceptor],
     };
   }
 

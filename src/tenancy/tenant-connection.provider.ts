@@ -20,7 +20,7 @@ export class TenantConnectionProvider {
   constructor(private readonly store: TenantContextStore) {}
 
   get manager(): EntityManager {
-    return this.store.require().manager;
+    return this.store.requireSession().manager;
   }
 
   get tenant(): CurrentTenant {

@@ -127,20 +127,32 @@ export class TenantSession {
   }
 }
 
-/** The one home of the tenant context: set by the transaction interceptor, read by TenantConnectionProvider. */
+/** What a tenant-scoped request runs with: who is in which tenant, and (on routes with one) its transaction. */
+export interface TenantContext {
+  access: TenantAccess;
+  session?: TenantSession;
+}
+
+/** The one home of the tenant context: set by the tenancy interceptors, read by TenantConnectionProvider. */
 @Injectable()
 export class TenantContextStore {
-  private readonly als = new AsyncLocalStorage<TenantSession>();
+  private readonly als = new AsyncLocalStorage<TenantContext>();
 
-  run<T>(session: TenantSession, fn: () => T): T {
-    return this.als.run(session, fn);
+  run<T>(context: TenantContext, fn: () => T): T {
+    return this.als.run(context, fn);
   }
 
-  require(): TenantSession {
-    const s = this.als.getStore();
-    if (!s) {
+  require(): TenantContext {
+    const c = this.als.getStore();
+    if (!c) {
       throw new TenancyError('TENANT_CONTEXT_MISSING', 'no tenant context: this code must run inside a tenant-scoped request');
     }
+    return c;
+  }
+
+  requireSession(): TenantSession {
+    const s = this.require().session;
+    if (!s) throw new TenancyError('TENANT_CONTEXT_MISSING', 'this route runs without a tenant transaction (TenantScoped({ transaction: false }))');
     return s;
   }
 }

@@ -118,6 +118,9 @@ export class TenantPools implements OnApplicationBootstrap, OnApplicationShutdow
         idleTimeoutMillis: this.db.poolIdleMs,
         connectionTimeoutMillis: 5_000,
         options: `-c search_path=${SHARED_SCHEMA}`,
+        // Every client always has an error listener: a backend killed just as pg-pool hands the
+        // client out (before TypeORM attaches its own) must fail that request, not the process.
+        onConnect: (client: pg.PoolClient) => void client.on('error', () => undefined),
       },
     });
     await ds.initialize();

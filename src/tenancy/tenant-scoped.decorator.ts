@@ -3,21 +3,22 @@ import { ApiBearerAuth, ApiForbiddenResponse, ApiNotFoundResponse, ApiParam } fr
 import { ErrorBodyDto } from '../http/error-body.dto.js';
 import { TenantAccessGuard } from './tenant-access.guard.js';
 import type { Role } from './tenant-route.js';
-import { TenantTransactionInterceptor } from './tenant-transaction.interceptor.js';
+import { TenantAccessInterceptor, TenantTransactionInterceptor } from './tenant-transaction.interceptor.js';
 
 export const TENANT_SCOPED = 'tenancy:scoped';
 export const TENANT_ROLES = 'tenancy:roles';
 
 /**
  * Marks a controller whose routes run inside one tenant (`/orgs/:slug/...`): membership is
- * checked, and the handler runs in a transaction confined to that tenant.
+ * checked, and the handler runs in a transaction confined to that tenant. Controllers that only
+ * touch the control plane pass `{ transaction: false }` and hold no tenant connection.
  */
-export function TenantScoped(): ClassDecorator {
+export function TenantScoped(options: { transaction?: boolean } = {}): ClassDecorator {
   const decorate = applyDecorators(
     SetMetadata(TENANT_SCOPED, true),
     // Controller-level, so they run after the global authentication guard.
     UseGuards(TenantAccessGuard),
-    UseInterceptors(TenantTransactionInterceptor),
+    UseInterceptors(options.transaction === false ? TenantAccessInterceptor : TenantTransactionInterceptor),
     ApiBearerAuth(),
     ApiParam({ name: 'slug', description: 'Tenant slug (the X-Tenant header, if sent, must match it)', example: 'acme' }),
     ApiNotFoundResponse({ type: ErrorBodyDto, description: 'No such tenant, or the caller is not a member (indistinguishable)' }),

@@ -20,7 +20,7 @@ export class TenantTransactionInterceptor implements NestInterceptor {
       const session = await TenantSession.begin(access, lease instanceof Promise ? await lease : lease);
       let result: unknown;
       try {
-        result = await this.store.run(session, () => lastValueFrom(next.handle(), { defaultValue: undefined }));
+        result = await this.store.run({ access, session }, () => lastValueFrom(next.handle(), { defaultValue: undefined }));
       } catch (err) {
         await session.rollback();
         throw err;
@@ -28,5 +28,20 @@ export class TenantTransactionInterceptor implements NestInterceptor {
       await session.commit();
       return result;
     });
+  }
+}
+
+/**
+ * For tenant-scoped routes that touch only the control plane (members): the tenant is resolved
+ * and checked, but no connection is held for a tenant transaction they would not use.
+ */
+@Injectable()
+export class TenantAccessInterceptor implements NestInterceptor {
+  constructor(private readonly store: TenantContextStore) {}
+
+  intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    const access = context.switchToHttp().getRequest<TenantRequest>().tenantAccess;
+    if (!access) return next.handle();
+    return new Observable((subscriber) => this.store.run({ access }, () => next.handle().subscribe(subscriber)));
   }
 }

@@ -98,6 +98,22 @@ describe('provisioning', () => {
     }
   });
 
+  it('frees the slug of a provisioning that failed or was abandoned by a stopped process', async () => {
+    const ok = await create('schema');
+    const slug = ok.body.slug as string;
+    const schema = `t_${(ok.body.id as string).replaceAll('-', '')}`;
+    await withSuperuser(h, h.primaryPort, t.database, (c) =>
+      c.query(`UPDATE control.tenants SET status = 'provisioning', updated_at = now() - interval '1 hour' WHERE id = $1`, [ok.body.id]),
+    );
+    const again = await create('shared', slug);
+    expect(again.status).toBe(201);
+    expect(again.body.id).not.toBe(ok.body.id);
+    expect(await tenantSchemas()).not.toContain(schema);
+    // A provisioning still under way (recent) keeps its slug.
+    await withSuperuser(h, h.primaryPort, t.database, (c) => c.query(`UPDATE control.tenants SET status = 'provisioning' WHERE id = $1`, [again.body.id]));
+    expect((await create('shared', slug)).status).toBe(409);
+  });
+
   it('refuses unknown servers and tiers that cannot live on the named server', async () => {
     const unknown = await create('dedicated', uniqueSlug('x'), 'nowhere');
     expect(unknown.status).toBe(400);

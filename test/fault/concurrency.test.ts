@@ -116,6 +116,17 @@ describe('interleaved requests over shared pools', () => {
     }
   });
 
+  it('serves member routes (control plane only) without holding a tenant connection: no pool deadlock', async () => {
+    const shared = tenants.filter((x) => x.tier !== 'dedicated');
+    const started = Date.now();
+    const results = await Promise.all(
+      Array.from({ length: 24 }, (_, i) => shared[i % shared.length]).map((x) => x.owner.get(`/orgs/${x.slug}/members`)),
+    );
+    for (const r of results) expect(r.status).toBe(200);
+    // A deadlock would show as 503s after the 5 s connection timeout.
+    expect(Date.now() - started).toBeLessThan(3_000);
+  });
+
   it('keeps the total number of pool connections under the cap', () => {
     const stats = t.pools().stats();
     expect(stats.reservedConnections).toBeLessThanOrEqual(stats.maxConnections);
