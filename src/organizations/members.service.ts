@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { TenantConnectionProvider } from '../tenancy/tenant-connection.provider.js';
-import { MemberRecord, TenantDirectory } from '../tenancy/tenant-directory.service.js';
+import { MemberRecord, MembershipChange, TenantDirectory } from '../tenancy/tenant-directory.service.js';
 import type { Role } from '../tenancy/tenant-route.js';
 import { OrganizationsError } from './organizations.errors.js';
 
@@ -28,20 +28,16 @@ export class MembersService {
   }
 
   async changeRole(userId: string, role: Role): Promise<MemberRecord> {
-    const tenantId = this.tenant.tenant.id;
-    const current = await this.directory.findMember(tenantId, userId);
-    if (!current) throw memberNotFound(userId);
-    if (current.role === 'owner' || role === 'owner') this.assertMayTouchOwner('owner');
-    this.check(await this.directory.changeMember(tenantId, userId, { role }), userId);
-    return (await this.directory.findMember(tenantId, userId))!;
+    const { id: tenantId, role: callerRole } = this.tenant.tenant;
+    this.check(await this.directory.changeMember(tenantId, userId, { role }, callerRole === 'owner'), userId);
+    const member = await this.directory.findMember(tenantId, userId);
+    if (!member) throw memberNotFound(userId);
+    return member;
   }
 
   async remove(userId: string): Promise<void> {
-    const tenantId = this.tenant.tenant.id;
-    const current = await this.directory.findMember(tenantId, userId);
-    if (!current) throw memberNotFound(userId);
-    if (current.role === 'owner') this.assertMayTouchOwner('owner');
-    this.check(await this.directory.changeMember(tenantId, userId, 'remove'), userId);
+    const { id: tenantId, role: callerRole } = this.tenant.tenant;
+    this.check(await this.directory.changeMember(tenantId, userId, 'remove', callerRole === 'owner'), userId);
   }
 
   private assertMayTouchOwner(role: Role): void {
@@ -50,8 +46,9 @@ export class MembersService {
     }
   }
 
-  private check(result: 'ok' | 'not_found' | 'last_owner', userId: string): void {
+  private check(result: MembershipChange, userId: string): void {
     if (result === 'not_found') throw memberNotFound(userId);
+    if (result === 'owner_restricted') this.assertMayTouchOwner('owner');
     if (result === 'last_owner') {
       throw new OrganizationsError('LAST_OWNER', 'a tenant must keep at least one owner; make someone else owner first', 'role');
     }

@@ -27,7 +27,7 @@ export interface MembershipOfUser {
   role: Role;
 }
 
-export type MembershipChange = 'ok' | 'not_found' | 'last_owner';
+export type MembershipChange = 'ok' | 'not_found' | 'last_owner' | 'owner_restricted';
 
 interface MemberRow {
   user_id: string;
@@ -130,8 +130,16 @@ export class TenantDirectory {
     return rows.length ? this.findMember(tenantId, userId) : null;
   }
 
-  /** Changes a role or removes a member, refusing to leave the tenant without an owner (race-free). */
-  async changeMember(tenantId: string, userId: string, change: { role: Role } | 'remove'): Promise<MembershipChange> {
+  /**
+   * Changes a role or removes a member, refusing to leave the tenant without an owner and, unless
+   * mayTouchOwner, to grant or take the owner role; both checked under the lock (race-free).
+   */
+  async changeMember(
+    tenantId: string,
+    userId: string,
+    change: { role: Role } | 'remove',
+    mayTouchOwner: boolean,
+  ): Promise<MembershipChange> {
     const result = await this.pools.control().transaction(async (m) => {
       // Lock the tenant's owner rows first so two concurrent demotions cannot both pass the check.
       const owners = await m.query<Array<{ user_id: string }>>(
@@ -143,6 +151,8 @@ export class TenantDirectory {
         [tenantId, userId],
       );
       if (!current.length) return 'not_found' as const;
+      const touchesOwner = current[0].role === 'owner' || (change !== 'remove' && change.role === 'owner');
+      if (touchesOwner && !mayTouchOwner) return 'owner_restricted' as const;
       const losesOwner = current[0].role === 'owner' && (change === 'remove' || change.role !== 'owner');
       if (losesOwner && owners.length <= 1) return 'last_owner' as const;
       if (change === 'remove') {

@@ -92,6 +92,25 @@ describe.each(TIERS)('the quick start on the %s tier', (tier) => {
     expect((await viewer.post(`/orgs/${tenant.slug}/projects`, { name: 'now allowed' })).status).toBe(201);
   });
 
+  it('lets only owners grant, change or remove the owner role', async () => {
+    const adminEmail = `admin@${tenant.slug}.test`;
+    await tenant.owner.post(`/orgs/${tenant.slug}/members`, { email: adminEmail, role: 'admin' });
+    const admin = await t.login(adminEmail);
+    const ownerId = (await tenant.owner.get('/me')).body.id as string;
+    const other = await admin.post(`/orgs/${tenant.slug}/members`, { email: `m@${tenant.slug}.test`, role: 'member' });
+    expect(other.status).toBe(201);
+    for (const res of [
+      await admin.patch(`/orgs/${tenant.slug}/members/${ownerId}`, { role: 'viewer' }),
+      await admin.delete(`/orgs/${tenant.slug}/members/${ownerId}`),
+      await admin.patch(`/orgs/${tenant.slug}/members/${other.body.userId}`, { role: 'owner' }),
+      await admin.post(`/orgs/${tenant.slug}/members`, { email: `o2@${tenant.slug}.test`, role: 'owner' }),
+    ]) {
+      expect(res.status).toBe(403);
+      expect(res.body.code).toBe('OWNER_ROLE_RESTRICTED');
+    }
+    expect((await admin.patch(`/orgs/${tenant.slug}/members/${other.body.userId}`, { role: 'viewer' })).status).toBe(200);
+  });
+
   it('never lets the last owner go', async () => {
     const me = await tenant.owner.get('/me');
     const ownerId = me.body.id as string;
