@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { CliFailure } from './cli.errors.js';
 import { result } from './output.js';
 import { loadCliConfig, withPreparedDatabases } from './session.js';
 
@@ -21,6 +22,12 @@ Examples:
     .action(async () => {
       const config = loadCliConfig();
       await withPreparedDatabases(config, async (runtime, placements) => {
+        if (runtime.failedPlacements.length) {
+          throw new CliFailure(
+            `${runtime.failedPlacements.length} of ${placements} tenant placements failed to migrate:\n` +
+              runtime.failedPlacements.map((f) => `  ${f.tenant}: ${f.reason}`).join('\n'),
+          );
+        }
         const servers = [...runtime.servers.keys()].join(', ');
         result(
           `migrations are up to date: control plane, shared tier and ${placements} tenant placement${placements === 1 ? '' : 's'} ` +

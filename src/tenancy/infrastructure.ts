@@ -121,13 +121,21 @@ export async function migrateTenantPlacements(runtime: DatabaseRuntime, log: Log
   onProgress?.(0, rows.length, '');
   let changed = 0;
   for (const [i, r] of rows.entries()) {
-    const applied = await preparePlacement(runtime, {
-      tier: r.tier,
-      serverKey: r.server_key,
-      database: r.database_name,
-      schema: r.schema_name,
-    });
-    if (applied.length) changed++;
+    // One broken placement (an unreachable server, a failing migration) must not keep every other
+    // tenant from being served: it is logged and set aside.
+    try {
+      const applied = await preparePlacement(runtime, {
+        tier: r.tier,
+        serverKey: r.server_key,
+        database: r.database_name,
+        schema: r.schema_name,
+      });
+      if (applied.length) changed++;
+    } catch (err) {
+      const reason = (err as Error).message;
+      runtime.failedPlacements.push({ tenant: r.slug, reason });
+      log(`tenant migrations failed for '${r.slug}' (${r.tier} on ${r.server_key}): ${reason}`);
+    }
     onProgress?.(i + 1, rows.length, `${r.slug} (${r.tier} on ${r.server_key})`);
   }
   if (changed) log(`tenant migrations applied to ${changed} of ${rows.length} own placements`);
@@ -149,6 +157,7 @@ export async function openDatabaseRuntime(config: AppConfig, log: Log = () => un
     defaultDedicatedServer: servers.length > 1 ? servers[1].key : primary.key,
     controlMigrations: loadSqlMigrations(fromRoot('migrations', 'control')),
     tenantMigrations: loadSqlMigrations(fromRoot('migrations', 'tenant')),
+    failedPlacements: [],
     stop: async () => embedded?.stop(),
   };
 }

@@ -13,6 +13,8 @@ export interface DatabaseRuntime {
   defaultDedicatedServer: string;
   controlMigrations: SqlMigration[];
   tenantMigrations: SqlMigration[];
+  /** Placements whose tenant migrations failed at start-up: set aside so that the rest can serve. */
+  failedPlacements: Array<{ tenant: string; reason: string }>;
   stop(): Promise<void>;
 }
 

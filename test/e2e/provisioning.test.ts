@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { harnessInfo, withSuperuser } from '../../libs/testing/index.js';
 import type { Tier } from '../../src/tenancy/tenant-route.js';
+import { prepareDatabases } from '../../src/tenancy/infrastructure.js';
 import { uniqueSlug } from '../support/factories.js';
 import { startTestApp, TestApp } from '../support/test-app.js';
 
@@ -112,6 +113,25 @@ describe('provisioning', () => {
     // A provisioning still under way (recent) keeps its slug.
     await withSuperuser(h, h.primaryPort, t.database, (c) => c.query(`UPDATE control.tenants SET status = 'provisioning' WHERE id = $1`, [again.body.id]));
     expect((await create('shared', slug)).status).toBe(409);
+  });
+
+  it('starts even when one placement cannot be migrated, and names it', async () => {
+    await withSuperuser(h, h.primaryPort, t.database, async (c) => {
+      await c.query(`INSERT INTO control.database_servers (key, host, port) VALUES ('retired', '127.0.0.1', 1) ON CONFLICT DO NOTHING`);
+      await c.query(
+        `INSERT INTO control.tenants (id, slug, name, status, tier, server_key, database_name, schema_name)
+         VALUES (gen_random_uuid(), 'on-a-retired-server', 'x', 'active', 'dedicated', 'retired', 't_0', 'tenant_data')`,
+      );
+    });
+    const runtime = await prepareDatabases(t.config);
+    try {
+      expect(runtime.failedPlacements).toEqual([
+        { tenant: 'on-a-retired-server', reason: expect.stringContaining("'retired' is not configured") },
+      ]);
+    } finally {
+      await runtime.stop();
+      await withSuperuser(h, h.primaryPort, t.database, (c) => c.query(`DELETE FROM control.tenants WHERE slug = 'on-a-retired-server'`));
+    }
   });
 
   it('refuses unknown servers and tiers that cannot live on the named server', async () => {
