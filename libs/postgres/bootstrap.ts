@@ -41,16 +41,24 @@ export interface RoleSafety {
   superuser: boolean;
   bypassRls: boolean;
   ownedTables: number;
+  /** Roles it is a member of (it could SET ROLE to them) that are superuser, bypass RLS or own tables. */
+  unsafeMemberships: string[];
 }
 
 /** What the connected role could do to escape RLS. */
 export async function inspectRoleSafety(client: Pick<pg.ClientBase, 'query'>): Promise<RoleSafety> {
-  const { rows } = await client.query<{ role: string; superuser: boolean; bypass: boolean; owned: string }>(
+  const { rows } = await client.query<{ role: string; superuser: boolean; bypass: boolean; owned: string; unsafe: string[] }>(
     `SELECT r.rolname AS role, r.rolsuper AS superuser, r.rolbypassrls AS bypass,
-            (SELECT count(*) FROM pg_class c WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p')) AS owned
+            (SELECT count(*) FROM pg_class c WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p')) AS owned,
+            ARRAY(SELECT m.rolname::text FROM pg_roles m
+                   WHERE m.oid <> r.oid AND pg_has_role(r.oid, m.oid, 'MEMBER')
+                     AND (m.rolsuper OR m.rolbypassrls
+                          OR EXISTS (SELECT 1 FROM pg_class c WHERE c.relowner = m.oid AND c.relkind IN ('r', 'p')))
+                   ORDER BY 1) AS unsafe
        FROM pg_roles r WHERE r.rolname = current_user`,
   );
-  return { role: rows[0].role, superuser: rows[0].superuser, bypassRls: rows[0].bypass, ownedTables: Number(rows[0].owned) };
+  const r = rows[0];
+  return { role: r.role, superuser: r.superuser, bypassRls: r.bypass, ownedTables: Number(r.owned), unsafeMemberships: r.unsafe };
 }
 
 export function roleSafetyProblems(s: RoleSafety): string[] {
@@ -58,5 +66,6 @@ export function roleSafetyProblems(s: RoleSafety): string[] {
   if (s.superuser) problems.push(`role "${s.role}" is a superuser`);
   if (s.bypassRls) problems.push(`role "${s.role}" has BYPASSRLS`);
   if (s.ownedTables > 0) problems.push(`role "${s.role}" owns ${s.ownedTables} table(s), so FORCE RLS would be its only guard`);
+  for (const m of s.unsafeMemberships) problems.push(`role "${s.role}" is a member of "${m}", which is a superuser, bypasses RLS or owns tables`);
   return problems;
 }

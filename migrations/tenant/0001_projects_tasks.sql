@@ -12,7 +12,7 @@ CREATE TABLE projects (
   updated_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
   PRIMARY KEY (organization_id, id)
 );
-CREATE INDEX projects_keyset_idx ON projects (organization_id, created_at DESC, id DESC);
+-- Lists are newest first by the time-ordered id: the primary key serves them.
 
 CREATE TABLE tasks (
   organization_id uuid NOT NULL DEFAULT nullif(current_setting('app.current_org_id', true), '')::uuid,
@@ -25,7 +25,7 @@ CREATE TABLE tasks (
   PRIMARY KEY (organization_id, id),
   FOREIGN KEY (organization_id, project_id) REFERENCES projects (organization_id, id) ON DELETE CASCADE
 );
-CREATE INDEX tasks_keyset_idx ON tasks (organization_id, project_id, created_at DESC, id DESC);
+CREATE INDEX tasks_keyset_idx ON tasks (organization_id, project_id, id DESC);
 
 ALTER TABLE projects ENABLE ROW LEVEL SECURITY;
 ALTER TABLE projects FORCE ROW LEVEL SECURITY;

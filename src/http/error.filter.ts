@@ -83,6 +83,8 @@ const PG_CODES: Record<string, Mapped> = {
   '22001': { code: 'VALIDATION_FAILED', message: 'a value is too long' },
   '22P02': { code: 'VALIDATION_FAILED', message: 'a value has the wrong format' },
   '25006': { code: 'READ_ONLY', message: 'this request may only read data' },
+  '40001': { code: 'DATABASE_BUSY', message: 'the change collided with another one; retry it', headers: { 'retry-after': '1' } },
+  '40P01': { code: 'DATABASE_BUSY', message: 'the change collided with another one; retry it', headers: { 'retry-after': '1' } },
   '53300': { code: 'DATABASE_BUSY', message: 'the database has no free connections; retry shortly', headers: { 'retry-after': '1' } },
   '57P01': { code: 'DATABASE_BUSY', message: 'the database connection was closed; retry shortly', headers: { 'retry-after': '1' } },
 };

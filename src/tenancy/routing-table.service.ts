@@ -159,6 +159,7 @@ export class RoutingTable implements OnApplicationBootstrap, OnApplicationShutdo
       database: p.database,
       application_name: 'tenancy-routing-listener',
       keepAlive: true,
+      connectionTimeoutMillis: 10_000,
     });
     const lost = (why: string) => {
       if (this.listener !== client) return;

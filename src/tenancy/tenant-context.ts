@@ -48,6 +48,13 @@ export class TenantSession {
   }
 
   static async begin(access: TenantAccess, lease: PoolLease<DataSource>): Promise<TenantSession> {
+    // No search_path here: pools default to the shared schema (also every dedicated database's);
+    // only schema-tier tenants switch it. Built before a connection is taken, so it cannot leak one.
+    const prologue = tenantTransactionPrologue({
+      organizationId: access.route.id,
+      schema: access.route.placement.schema === SHARED_SCHEMA ? undefined : access.route.placement.schema,
+      readOnly: access.readOnly,
+    });
     const runner = lease.pool.createQueryRunner() as unknown as PgQueryRunner;
     let client: pg.PoolClient;
     try {
@@ -61,15 +68,7 @@ export class TenantSession {
     // it, so opening the tenant transaction costs no round trip of its own. Should it fail, the
     // queries behind it run with no tenant set and RLS shows them nothing; commit() then refuses.
     corkForThisTurn(client);
-    session.prologue = client.query(
-      tenantTransactionPrologue({
-        organizationId: access.route.id,
-        // Pools default to the shared schema (the schema of every dedicated database too), so
-        // only schema-tier tenants switch search_path.
-        schema: access.route.placement.schema === SHARED_SCHEMA ? undefined : access.route.placement.schema,
-        readOnly: access.readOnly,
-      }),
-    );
+    session.prologue = client.query(prologue);
     session.prologue.catch(() => undefined);
     // TypeORM must see the transaction as open so that save() and nested transactions use it.
     runner.isTransactionActive = true;
@@ -92,7 +91,9 @@ export class TenantSession {
         corkForThisTurn(client);
         client.query('COMMIT').catch(() => undefined);
       } else {
-        await client.query('COMMIT');
+        // COMMIT of a transaction a caught error had aborted answers ROLLBACK, not an error.
+        const { command } = await client.query('COMMIT');
+        if (command !== 'COMMIT') throw new Error(`the tenant transaction was rolled back (${command}) instead of committed`);
       }
     } catch (err) {
       await this.finish(err as Error);

@@ -14,6 +14,7 @@ const roles = {
   bypass: `unsafe_bypass_${suffix}`,
   superuser: `unsafe_super_${suffix}`,
   owner: `unsafe_owner_${suffix}`,
+  member: `unsafe_member_${suffix}`,
 };
 let database: string;
 
@@ -24,6 +25,8 @@ beforeAll(async () => {
       await c.query(`CREATE ROLE ${roles.bypass} LOGIN BYPASSRLS PASSWORD '${password}'`);
       await c.query(`CREATE ROLE ${roles.superuser} LOGIN SUPERUSER PASSWORD '${password}'`);
       await c.query(`CREATE ROLE ${roles.owner} LOGIN PASSWORD '${password}'`);
+      // Harmless itself, but it may SET ROLE to a role that bypasses RLS.
+      await c.query(`CREATE ROLE ${roles.member} LOGIN NOINHERIT PASSWORD '${password}' IN ROLE ${roles.bypass}`);
     });
   }
   // A role that owns a table: FORCE RLS would be all that stands between it and the rows.
@@ -37,7 +40,7 @@ afterAll(async () => {
   for (const port of [h.primaryPort, h.secondaryPort]) {
     await withSuperuser(h, port, 'postgres', async (c) => {
       if (port === h.primaryPort) await c.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
-      for (const r of Object.values(roles)) await c.query(`DROP ROLE IF EXISTS ${r}`);
+      for (const r of [roles.member, roles.bypass, roles.superuser, roles.owner]) await c.query(`DROP ROLE IF EXISTS ${r}`);
     });
   }
 });
@@ -58,6 +61,7 @@ describe('start-up refuses an unsafe runtime role', () => {
     ['BYPASSRLS', () => roles.bypass, /has BYPASSRLS/],
     ['superuser', () => roles.superuser, /is a superuser/],
     ['table owner', () => roles.owner, /owns 1 table/],
+    ['member of a BYPASSRLS role', () => roles.member, /is a member of "unsafe_bypass_\w+"/],
   ])('refuses a %s', async (_, role, reason) => {
     const attempt = prepareDatabases(loadConfig(envFor(role())));
     await expect(attempt).rejects.toBeInstanceOf(UnsafeRuntimeRoleError);
