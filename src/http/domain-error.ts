@@ -22,6 +22,8 @@ export type HttpErrorCode =
   | 'PAYLOAD_TOO_LARGE'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'ROUTE_NOT_FOUND'
+  | 'FORBIDDEN'
+  | 'TOO_MANY_REQUESTS'
   | 'CONFLICT'
   | 'READ_ONLY'
   | 'DATABASE_BUSY'

@@ -23,6 +23,7 @@ export function statusFor(code: ErrorCode): number {
       return 400;
     case 'UNAUTHENTICATED':
       return 401;
+    case 'FORBIDDEN':
     case 'PLATFORM_ADMIN_REQUIRED':
     case 'TENANT_SUSPENDED':
     case 'ROLE_FORBIDDEN':
@@ -44,6 +45,8 @@ export function statusFor(code: ErrorCode): number {
       return 413;
     case 'URI_TOO_LONG':
       return 414;
+    case 'TOO_MANY_REQUESTS':
+      return 429;
     case 'UNSUPPORTED_MEDIA_TYPE':
       return 415;
     case 'TENANT_UNAVAILABLE':
@@ -106,6 +109,8 @@ function fromHttpException(e: HttpException): Mapped {
   if (status === 413) return { code: 'PAYLOAD_TOO_LARGE', message: 'the request body is too large', status };
   if (status === 415) return { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'send the body as application/json', status };
   if (status === 401) return { code: 'UNAUTHENTICATED', message: 'a valid bearer token is required', status };
+  if (status === 403) return { code: 'FORBIDDEN', message: 'this request is not allowed', status };
+  if (status === 429) return { code: 'TOO_MANY_REQUESTS', message: 'too many requests; retry later', status };
   if (status < 500) return { code: 'MALFORMED_BODY', message: e.message, status };
   return { code: 'INTERNAL', message: 'internal error', status: 500 };
 }
@@ -165,8 +170,10 @@ export class ErrorFilter implements ExceptionFilter {
     const reply = ctx.getResponse<FastifyReply>();
     const mapped = mapError(exception);
     const status = mapped.status ?? statusFor(mapped.code);
-    if (status >= 500 && mapped.code !== 'DATABASE_BUSY') {
-      this.logger.error({ err: loggable(exception), requestId: request.id, tenantId: (request.raw as { tenantId?: string }).tenantId }, 'request failed');
+    if (status >= 500) {
+      const entry = { err: loggable(exception), requestId: request.id, tenantId: (request.raw as { tenantId?: string }).tenantId };
+      if (mapped.code === 'DATABASE_BUSY') this.logger.warn(entry, 'database busy or unreachable');
+      else this.logger.error(entry, 'request failed');
     }
     const body: ErrorBody = { status, code: mapped.code, message: mapped.message, requestId: String(request.id) };
     if (mapped.field) body.field = mapped.field;
