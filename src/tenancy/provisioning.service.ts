@@ -47,7 +47,7 @@ export class ProvisioningService {
     await this.reclaimAbandoned(input.slug);
     const id = uuidv7();
     const placement = placementFor(this.runtime, id, input.tier, input.server);
-    const owner = await this.directory.ensureUser(input.ownerEmail);
+    // One transaction: a refused slug leaves no new owner user behind either.
     const slugTaken = await this.pools.control().transaction(async (m) => {
       const inserted = await m.query<Array<{ id: string }>>(
         `INSERT INTO control.tenants (id, slug, name, status, tier, server_key, database_name, schema_name)
@@ -56,6 +56,7 @@ export class ProvisioningService {
           placement.serverKey, placement.database, placement.schema],
       );
       if (!inserted.length) return true;
+      const owner = await this.directory.ensureUser(input.ownerEmail, m);
       await m.query(`INSERT INTO control.memberships (tenant_id, user_id, role) VALUES ($1, $2, 'owner')`, [id, owner.id]);
       return false;
     });

@@ -27,6 +27,11 @@ export interface MembershipOfUser {
   role: Role;
 }
 
+/** A DataSource or a transaction's EntityManager: both run raw SQL. */
+export interface Queryable {
+  query<T = unknown>(sql: string, parameters?: unknown[]): Promise<T>;
+}
+
 export type MembershipChange = 'ok' | 'not_found' | 'last_owner' | 'owner_restricted';
 
 interface MemberRow {
@@ -56,8 +61,9 @@ export class TenantDirectory {
     private readonly routing: RoutingTable,
   ) {}
 
-  async ensureUser(email: string): Promise<UserRecord> {
-    const rows = await this.pools.control().query<Array<{ id: string; email: string; created_at: Date }>>(
+  /** The user with this email, created if new; `q` runs it inside a caller's transaction. */
+  async ensureUser(email: string, q: Queryable = this.pools.control()): Promise<UserRecord> {
+    const rows = await q.query<Array<{ id: string; email: string; created_at: Date }>>(
       `INSERT INTO control.users (id, email) VALUES ($1, $2)
        ON CONFLICT ((lower(email))) DO UPDATE SET email = control.users.email
        RETURNING id, email, created_at`,

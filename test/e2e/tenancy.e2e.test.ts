@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createTenant, seedProjects, TenantFixture } from '../support/factories.js';
 import { startTestApp, TestApp } from '../support/test-app.js';
+import { withSuperuser } from '../../libs/testing/index.js';
 import { TIERS } from '../../src/tenancy/tenant-route.js';
 
 let t: TestApp;
@@ -131,9 +132,14 @@ describe('tenants and people across tiers', () => {
 
   it('refuses a taken slug with 409 and keeps the first tenant', async () => {
     const a = await createTenant(t, { tier: 'shared' });
-    const res = await (await t.admin()).post('/tenants', { slug: a.slug, name: 'dup', tier: 'schema', ownerEmail: 'x@y.test' });
+    const res = await (await t.admin()).post('/tenants', { slug: a.slug, name: 'dup', tier: 'schema', ownerEmail: 'never-created@y.test' });
     expect(res.status).toBe(409);
     expect(res.body).toMatchObject({ code: 'TENANT_SLUG_TAKEN', field: 'slug' });
+    // Nothing of the refused request was written, not even its owner's user row.
+    const users = await withSuperuser(t.harness, t.harness.primaryPort, t.database, (c) =>
+      c.query(`SELECT 1 FROM control.users WHERE email = 'never-created@y.test'`),
+    );
+    expect(users.rowCount).toBe(0);
   });
 
   it('gives one person one token for all their tenants (GET /me lists them)', async () => {
