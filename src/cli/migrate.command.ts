@@ -22,10 +22,11 @@ Examples:
     .action(async () => {
       const config = loadCliConfig();
       await withPreparedDatabases(config, async (runtime, placements) => {
-        if (runtime.failedPlacements.length) {
+        const failed = [...runtime.failedPlacements.values()];
+        if (failed.length) {
           throw new CliFailure(
-            `${runtime.failedPlacements.length} of ${placements} tenant placements failed to migrate:\n` +
-              runtime.failedPlacements.map((f) => `  ${f.tenant}: ${f.reason}`).join('\n'),
+            `${failed.length} of ${placements} tenant placements failed to migrate:\n` +
+              failed.map((f) => `  ${f.tenant}: ${f.reason}`).join('\n'),
           );
         }
         const servers = [...runtime.servers.keys()].join(', ');

@@ -112,8 +112,8 @@ export type PlacementProgress = (done: number, total: number, placementLabel: st
 export async function migrateTenantPlacements(runtime: DatabaseRuntime, log: Log, onProgress?: PlacementProgress): Promise<number> {
   const rows = await withOwner(runtime.primary, runtime.primary.database, async (c) =>
     (
-      await c.query<{ slug: string; tier: Tier; server_key: string; database_name: string; schema_name: string }>(
-        `SELECT slug, tier, server_key, database_name, schema_name FROM ${CONTROL_SCHEMA}.tenants
+      await c.query<{ id: string; slug: string; tier: Tier; server_key: string; database_name: string; schema_name: string }>(
+        `SELECT id, slug, tier, server_key, database_name, schema_name FROM ${CONTROL_SCHEMA}.tenants
           WHERE tier <> 'shared' AND status IN ('active', 'suspended') ORDER BY created_at`,
       )
     ).rows,
@@ -133,7 +133,7 @@ export async function migrateTenantPlacements(runtime: DatabaseRuntime, log: Log
       if (applied.length) changed++;
     } catch (err) {
       const reason = (err as Error).message;
-      runtime.failedPlacements.push({ tenant: r.slug, reason });
+      runtime.failedPlacements.set(r.id, { tenant: r.slug, reason });
       log(`tenant migrations failed for '${r.slug}' (${r.tier} on ${r.server_key}): ${reason}`);
     }
     onProgress?.(i + 1, rows.length, `${r.slug} (${r.tier} on ${r.server_key})`);
@@ -157,7 +157,7 @@ export async function openDatabaseRuntime(config: AppConfig, log: Log = () => un
     defaultDedicatedServer: servers.length > 1 ? servers[1].key : primary.key,
     controlMigrations: loadSqlMigrations(fromRoot('migrations', 'control')),
     tenantMigrations: loadSqlMigrations(fromRoot('migrations', 'tenant')),
-    failedPlacements: [],
+    failedPlacements: new Map(),
     stop: async () => embedded?.stop(),
   };
 }

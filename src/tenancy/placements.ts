@@ -13,8 +13,11 @@ export interface DatabaseRuntime {
   defaultDedicatedServer: string;
   controlMigrations: SqlMigration[];
   tenantMigrations: SqlMigration[];
-  /** Placements whose tenant migrations failed at start-up: set aside so that the rest can serve. */
-  failedPlacements: Array<{ tenant: string; reason: string }>;
+  /**
+   * Placements whose tenant migrations failed at start-up, by tenant id: set aside (their tenants
+   * answer 503) so that every other tenant can be served.
+   */
+  failedPlacements: Map<string, { tenant: string; reason: string }>;
   stop(): Promise<void>;
 }
 

@@ -1,8 +1,9 @@
-import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
+import { CanActivate, ExecutionContext, Inject, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
 import type { AuthUser } from '../auth/auth-user.js';
 import { ValidationFailed } from '../http/domain-error.js';
+import { DATABASE_RUNTIME, DatabaseRuntime } from './placements.js';
 import { RoutingTable } from './routing-table.service.js';
 import { TENANT_ROLES } from './tenant-scoped.decorator.js';
 import { Role, SLUG_PATTERN, TenantAccess, TenantRoute, WRITER_ROLES } from './tenant-route.js';
@@ -39,6 +40,7 @@ export class TenantAccessGuard implements CanActivate {
   constructor(
     private readonly reflector: Reflector,
     private readonly routing: RoutingTable,
+    @Inject(DATABASE_RUNTIME) private readonly runtime: DatabaseRuntime,
   ) {}
 
   canActivate(context: ExecutionContext): boolean | Promise<boolean> {
@@ -66,7 +68,7 @@ export class TenantAccessGuard implements CanActivate {
     if (route.status === 'suspended') {
       throw new TenancyError('TENANT_SUSPENDED', `tenant '${slug}' is suspended${route.statusReason ? `: ${route.statusReason}` : ''}`);
     }
-    if (route.status !== 'active') {
+    if (route.status !== 'active' || this.runtime.failedPlacements.has(route.id)) {
       throw new TenancyError('TENANT_UNAVAILABLE', `tenant '${slug}' is not available yet; retry shortly`, undefined, { 'retry-after': '5' });
     }
     const allowed = this.reflector.get<Role[] | undefined>(TENANT_ROLES, context.getHandler());

@@ -5,6 +5,7 @@ import { DataSource, EntitySchema } from 'typeorm';
 import type { AppConfig } from '../../config/configuration.js';
 import { DatabaseServer, PoolLease, PoolRegistry } from '../../libs/postgres/index.js';
 import { DATABASE_RUNTIME, DatabaseRuntime, SHARED_SCHEMA } from './placements.js';
+import { TenancyError } from './tenancy.errors.js';
 import type { Placement } from './tenant-route.js';
 
 /** The pg pool under a TypeORM DataSource; its options.max is what pg-pool checks before it opens a connection. */
@@ -96,7 +97,10 @@ export class TenantPools implements OnApplicationBootstrap, OnApplicationShutdow
   private async open(key: string): Promise<DataSource> {
     const [serverKey, database] = key.split('/');
     const server: DatabaseServer | undefined = this.runtime.servers.get(serverKey);
-    if (!server) throw new Error(`database server '${serverKey}' is not configured`);
+    if (!server) {
+      // A tenant placed on a server this instance has no configuration for: unavailable, not a crash.
+      throw new TenancyError('TENANT_UNAVAILABLE', 'the database of this tenant is not reachable from this instance; retry later', undefined, { 'retry-after': '30' });
+    }
     const primary = serverKey === this.runtime.primary.key && database === this.runtime.primary.database;
     const ds = new DataSource({
       type: 'postgres',

@@ -2,8 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { harnessInfo, withSuperuser } from '../../libs/testing/index.js';
 import type { Tier } from '../../src/tenancy/tenant-route.js';
-import { prepareDatabases } from '../../src/tenancy/infrastructure.js';
-import { uniqueSlug } from '../support/factories.js';
+import { createTenant, uniqueSlug } from '../support/factories.js';
 import { startTestApp, TestApp } from '../support/test-app.js';
 
 /**
@@ -115,21 +114,43 @@ describe('provisioning', () => {
     expect((await create('shared', slug)).status).toBe(409);
   });
 
-  it('starts even when one placement cannot be migrated, and names it', async () => {
+  it('starts even when one placement cannot be migrated, names it, and answers 503 for that tenant only', async () => {
+    const email = 'owner@on-a-retired-server.test';
     await withSuperuser(h, h.primaryPort, t.database, async (c) => {
       await c.query(`INSERT INTO control.database_servers (key, host, port) VALUES ('retired', '127.0.0.1', 1) ON CONFLICT DO NOTHING`);
-      await c.query(
-        `INSERT INTO control.tenants (id, slug, name, status, tier, server_key, database_name, schema_name)
-         VALUES (gen_random_uuid(), 'on-a-retired-server', 'x', 'active', 'dedicated', 'retired', 't_0', 'tenant_data')`,
-      );
+      const id = (
+        await c.query(
+          `INSERT INTO control.tenants (id, slug, name, status, tier, server_key, database_name, schema_name)
+           VALUES (gen_random_uuid(), 'on-a-retired-server', 'x', 'active', 'dedicated', 'retired', 't_0', 'tenant_data') RETURNING id`,
+        )
+      ).rows[0].id;
+      const user = (await c.query(`INSERT INTO control.users (id, email) VALUES (gen_random_uuid(), $1) RETURNING id`, [email])).rows[0].id;
+      await c.query(`INSERT INTO control.memberships (tenant_id, user_id, role) VALUES ($1, $2, 'owner')`, [id, user]);
     });
-    const runtime = await prepareDatabases(t.config);
+    // This instance knows nothing of the placement: the pool for it cannot be opened.
+    const here = await (await t.login(email)).get('/orgs/on-a-retired-server/projects');
+    expect(here.status).toBe(503);
+    expect(here.body.code).toBe('TENANT_UNAVAILABLE');
+    // A fresh instance sets the placement aside at start-up and still serves everyone else.
+    // Same JWT secret: passport keeps one 'jwt' strategy per process, shared by both instances here.
+    const second = await startTestApp({
+      database: t.database,
+      env: {
+        JWT_SECRET: t.config.auth.jwtSecret!,
+        DATABASE_SECONDARY_URL: `postgres://${owner}:${ownerPassword}@127.0.0.1:${h.secondaryPort}/postgres`,
+      },
+    });
     try {
-      expect(runtime.failedPlacements).toEqual([
+      expect([...second.runtime.failedPlacements.values()]).toEqual([
         { tenant: 'on-a-retired-server', reason: expect.stringContaining("'retired' is not configured") },
       ]);
+      const there = await (await second.login(email)).get('/orgs/on-a-retired-server/projects');
+      expect(there.status).toBe(503);
+      expect(there.body.code).toBe('TENANT_UNAVAILABLE');
+      const other = await createTenant(second, { tier: 'shared' });
+      expect((await other.owner.get(`/orgs/${other.slug}/projects`)).status).toBe(200);
     } finally {
-      await runtime.stop();
+      await second.close();
       await withSuperuser(h, h.primaryPort, t.database, (c) => c.query(`DELETE FROM control.tenants WHERE slug = 'on-a-retired-server'`));
     }
   });
