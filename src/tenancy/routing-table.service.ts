@@ -54,7 +54,8 @@ export function toRoute(r: TenantRow): TenantRoute {
 export class RoutingTable implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(RoutingTable.name);
   private readonly routes = new Map<string, Cached<TenantRoute | null>>();
-  private readonly roles = new Map<string, Cached<Role | null>>();
+  /** tenant id -> user id -> role: forgetting a tenant drops one entry, whatever the number of users. */
+  private readonly roles = new Map<string, Map<string, Cached<Role | null>>>();
   private generation = 0;
   private listener?: pg.Client;
   private listening = false;
@@ -96,7 +97,13 @@ export class RoutingTable implements OnApplicationBootstrap, OnApplicationShutdo
   }
 
   roleOf(tenantId: string, userId: string): Role | null | Promise<Role | null> {
-    return this.cached(this.roles, `${tenantId}:${userId}`, async () => {
+    let ofTenant = this.roles.get(tenantId);
+    if (!ofTenant) {
+      if (this.roles.size >= MAX_ENTRIES) this.roles.clear();
+      ofTenant = new Map();
+      this.roles.set(tenantId, ofTenant);
+    }
+    return this.cached(ofTenant, userId, async () => {
       const rows = await this.pools.control().query<Array<{ role: Role }>>(
         'SELECT role FROM control.memberships WHERE tenant_id = $1 AND user_id = $2',
         [tenantId, userId],
@@ -109,12 +116,12 @@ export class RoutingTable implements OnApplicationBootstrap, OnApplicationShutdo
   forgetTenant(slugs: Array<string | null | undefined>, tenantId?: string): void {
     this.generation++;
     for (const s of slugs) if (s) this.routes.delete(s);
-    if (tenantId) for (const k of this.roles.keys()) if (k.startsWith(`${tenantId}:`)) this.roles.delete(k);
+    if (tenantId) this.roles.delete(tenantId);
   }
 
   forgetMembership(tenantId: string, userId: string): void {
     this.generation++;
-    this.roles.delete(`${tenantId}:${userId}`);
+    this.roles.get(tenantId)?.delete(userId);
   }
 
   private forgetAll(): void {
