@@ -6,7 +6,7 @@ import { ValidationFailed } from '../http/domain-error.js';
 import { DATABASE_RUNTIME, DatabaseRuntime } from './placements.js';
 import { RoutingTable } from './routing-table.service.js';
 import { TENANT_ROLES } from './tenant-scoped.decorator.js';
-import { Role, SLUG_PATTERN, TenantAccess, TenantRoute, WRITER_ROLES } from './tenant-route.js';
+import { Role, SLUG_PATTERN, SLUG_RULE, TenantAccess, TenantRoute, WRITER_ROLES } from './tenant-route.js';
 import { TenancyError, tenantNotFound } from './tenancy.errors.js';
 
 export type TenantRequest = FastifyRequest & { user?: AuthUser; tenantAccess?: TenantAccess };
@@ -26,7 +26,7 @@ export function requestedSlug(req: FastifyRequest): string {
     throw new TenancyError('TENANT_REQUIRED', 'name the tenant in the path or the X-Tenant header', 'slug');
   }
   if (!SLUG_PATTERN.test(slug)) {
-    throw new ValidationFailed('slug', 'slug must be 3-63 lowercase letters, digits or dashes, not starting or ending with a dash');
+    throw new ValidationFailed('slug', SLUG_RULE);
   }
   return slug;
 }

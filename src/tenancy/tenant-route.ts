@@ -10,6 +10,7 @@ export type Role = (typeof ROLES)[number];
 export const WRITER_ROLES: readonly Role[] = ['owner', 'admin', 'member'];
 
 export const SLUG_PATTERN = /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/;
+export const SLUG_RULE = 'slug must be 3-63 lowercase letters, digits or dashes, not starting or ending with a dash';
 
 export interface Placement {
   tier: Tier;

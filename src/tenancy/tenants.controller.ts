@@ -12,6 +12,7 @@ import {
 } from '@nestjs/swagger';
 import { PlatformAdminGuard } from '../auth/platform-admin.guard.js';
 import { ErrorBodyDto } from '../http/error-body.dto.js';
+import { nextCursor } from '../http/page.dto.js';
 import { UuidPipe } from '../http/validation.js';
 import { CreateTenantDto, ListTenantsQuery, TenantDto, TenantPageDto } from './dto/tenant.dto.js';
 import { ProvisioningService } from './provisioning.service.js';
@@ -43,7 +44,7 @@ export class TenantsController {
   @ApiOkResponse({ type: TenantPageDto })
   async list(@Query() q: ListTenantsQuery): Promise<TenantPageDto> {
     const items = await this.directory.listTenants(q.limit, q.cursor);
-    return { items: items.map(TenantDto.from), nextCursor: items.length === q.limit ? items[items.length - 1].id : null };
+    return { items: items.map(TenantDto.from), nextCursor: nextCursor(items, q.limit) };
   }
 
   @Get(':id')

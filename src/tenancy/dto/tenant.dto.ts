@@ -2,14 +2,12 @@ import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
 import { IsEmail, IsIn, IsInt, IsOptional, IsString, IsUUID, Matches, Max, MaxLength, Min } from 'class-validator';
 import { IsStorableText } from '../../http/validation.js';
-import { TIERS, type TenantRoute, type TenantStatus, type Tier } from '../tenant-route.js';
+import { SLUG_PATTERN, SLUG_RULE, TIERS, type TenantRoute, type TenantStatus, type Tier } from '../tenant-route.js';
 
 export class CreateTenantDto {
   @ApiProperty({ example: 'acme', description: '3-63 lowercase letters, digits and dashes; unique' })
   @IsString()
-  @Matches(/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/, {
-    message: 'slug must be 3-63 lowercase letters, digits or dashes, not starting or ending with a dash',
-  })
+  @Matches(SLUG_PATTERN, { message: SLUG_RULE })
   slug!: string;
 
   @ApiProperty({ example: 'Acme Inc.' })
