@@ -126,6 +126,7 @@ describe('PoolRegistry', () => {
     const c = await registry.lease('c', 1);
     expect(factory.closed).toEqual(['b']);
     await expect(registry.lease('d', 1)).rejects.toBeInstanceOf(PoolCapacityError);
+    expect(registry.stats().waiting).toBe(0);
     expect(factory.closed).toEqual(['b']);
     expect(held.pool.closed).toBe(false);
     expect(c.pool.closed).toBe(false);

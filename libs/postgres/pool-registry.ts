@@ -88,9 +88,10 @@ export class PoolRegistry<P> {
     if (entry.active === 0) this.wake();
   }
 
-  stats(): { pools: number; reservedConnections: number; maxConnections: number; keys: string[] } {
+  stats(): { pools: number; reservedConnections: number; maxConnections: number; waiting: number; keys: string[] } {
     return {
       pools: this.entries.size,
+      waiting: this.waiters.length,
       reservedConnections: this.reserved,
       maxConnections: this.options.maxConnections,
       keys: [...this.entries.keys()],
@@ -161,11 +162,16 @@ export class PoolRegistry<P> {
       const left = this.options.waitTimeoutMs - (Date.now() - started);
       if (left <= 0) throw new PoolCapacityError(key, Date.now() - started);
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => {
+        const waiter = () => {
           clearTimeout(t);
           resolve();
-        });
+        };
+        // A lease that gives up takes its waiter along, so waiting under pressure leaks nothing.
+        const t = setTimeout(() => {
+          this.waiters = this.waiters.filter((w) => w !== waiter);
+          resolve();
+        }, left);
+        this.waiters.push(waiter);
       });
     }
     const entry: Entry<P> = { key, size, pinned, active: 1 };
