@@ -9,6 +9,7 @@ import { BenchModule } from './bench/bench.module.js';
 import { HealthModule } from './health/health.module.js';
 import { ErrorFilter } from './http/error.filter.js';
 import { createValidationPipe } from './http/validation.js';
+import { LifecycleModule } from './lifecycle/lifecycle.module.js';
 import { OrganizationsModule } from './organizations/organizations.module.js';
 import { ProjectsModule } from './projects/projects.module.js';
 import type { DatabaseRuntime } from './tenancy/placements.js';
@@ -46,6 +47,7 @@ export class AppModule {
         OrganizationsModule,
         ProjectsModule,
         HealthModule,
+        LifecycleModule,
         ...(config.benchBaselineUrl ? [BenchModule.register(config.benchBaselineUrl, config.database.poolMax)] : []),
       ],
       providers: [

@@ -13,13 +13,16 @@ export interface TenantTransactionOptions {
 /**
  * One simple-protocol message that opens a transaction and confines it to a tenant with
  * transaction-local settings (SET LOCAL = set_config(..., true)), so a pooled connection never
- * carries them into its next use. It returns no rows: the cheapest reply to parse. Both values
- * are checked against strict patterns before they are inlined.
+ * carries them into its next use. Both values are checked against strict patterns before they
+ * are inlined. A write transaction also passes the placement's write gate (tenant_write_gate(),
+ * migrations/tenant/0002): it fails at once while the tenant's writes are frozen for a move, or
+ * when the tenant has moved away from this placement.
  */
 export function tenantTransactionPrologue(o: TenantTransactionOptions): string {
   return (
     `BEGIN${o.readOnly ? ' READ ONLY' : ''};` +
     `SET LOCAL ${TENANT_SETTING} = ${uuidLiteral(o.organizationId)}` +
-    (o.schema ? `;SET LOCAL search_path = ${quoteIdent(o.schema)}` : '')
+    (o.schema ? `;SET LOCAL search_path = ${quoteIdent(o.schema)}` : '') +
+    (o.readOnly ? '' : ';SELECT tenant_write_gate()')
   );
 }

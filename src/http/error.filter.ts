@@ -1,14 +1,22 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import pg from 'pg';
 import { QueryFailedError } from 'typeorm';
 import { PoolCapacityError } from '../../libs/postgres/index.js';
 import type { AuthErrorCode } from '../auth/auth.errors.js';
+import type { LifecycleErrorCode } from '../lifecycle/lifecycle.errors.js';
 import type { OrganizationsErrorCode } from '../organizations/organizations.errors.js';
 import type { ProjectsErrorCode } from '../projects/projects.errors.js';
 import type { TenancyErrorCode } from '../tenancy/tenancy.errors.js';
 import { DomainError, HttpErrorCode } from './domain-error.js';
 
-export type ErrorCode = HttpErrorCode | AuthErrorCode | TenancyErrorCode | OrganizationsErrorCode | ProjectsErrorCode;
+export type ErrorCode =
+  | HttpErrorCode
+  | AuthErrorCode
+  | TenancyErrorCode
+  | OrganizationsErrorCode
+  | ProjectsErrorCode
+  | LifecycleErrorCode;
 
 /** The one place codes become statuses; the compiler checks that every code has one. */
 export function statusFor(code: ErrorCode): number {
@@ -20,6 +28,7 @@ export function statusFor(code: ErrorCode): number {
     case 'TENANT_MISMATCH':
     case 'SERVER_NOT_FOUND':
     case 'TIER_NOT_ALLOWED':
+    case 'MOVE_SAME_PLACEMENT':
       return 400;
     case 'UNAUTHENTICATED':
       return 401;
@@ -29,17 +38,24 @@ export function statusFor(code: ErrorCode): number {
     case 'ROLE_FORBIDDEN':
     case 'OWNER_ROLE_RESTRICTED':
     case 'READ_ONLY':
+    case 'TENANT_PENDING_DELETION':
       return 403;
     case 'ROUTE_NOT_FOUND':
     case 'TENANT_NOT_FOUND':
     case 'MEMBER_NOT_FOUND':
     case 'PROJECT_NOT_FOUND':
     case 'TASK_NOT_FOUND':
+    case 'MOVE_NOT_FOUND':
       return 404;
     case 'CONFLICT':
     case 'TENANT_SLUG_TAKEN':
     case 'MEMBER_EXISTS':
     case 'LAST_OWNER':
+    case 'TENANT_STATE_CONFLICT':
+    case 'PURGE_NOT_DUE':
+    case 'MOVE_IN_PROGRESS':
+    case 'MOVE_STATE_CONFLICT':
+    case 'MIGRATION_VERSION_MISMATCH':
       return 409;
     case 'PAYLOAD_TOO_LARGE':
       return 413;
@@ -52,6 +68,8 @@ export function statusFor(code: ErrorCode): number {
     case 'TENANT_UNAVAILABLE':
     case 'PROVISIONING_FAILED':
     case 'DATABASE_BUSY':
+    case 'TENANT_WRITE_FROZEN':
+    case 'TENANT_MOVED':
       return 503;
     case 'TENANT_CONTEXT_MISSING':
     case 'INTERNAL':
@@ -90,6 +108,13 @@ const PG_CODES: Record<string, Mapped> = {
   '40P01': { code: 'DATABASE_BUSY', message: 'the change collided with another one; retry it', headers: { 'retry-after': '1' } },
   '53300': { code: 'DATABASE_BUSY', message: 'the database has no free connections; retry shortly', headers: { 'retry-after': '1' } },
   '57P01': { code: 'DATABASE_BUSY', message: 'the database connection was closed; retry shortly', headers: { 'retry-after': '1' } },
+  // Raised by tenant_write_gate() (migrations/tenant/0002_write_gate.sql) during a move's cutover.
+  TNF01: {
+    code: 'TENANT_WRITE_FROZEN',
+    message: 'writes to this tenant are paused for a few seconds while it moves; reads keep working; retry shortly',
+    headers: { 'retry-after': '2' },
+  },
+  TNM01: { code: 'TENANT_MOVED', message: 'this tenant has just moved to another placement; retry', headers: { 'retry-after': '1' } },
 };
 
 const CONNECTION_FAILURE =
@@ -101,6 +126,13 @@ function isConnectionFailure(e: unknown): boolean {
   if (!err) return false;
   const code = typeof err.code === 'string' ? err.code : '';
   return code.startsWith('08') || code.startsWith('57P0') || CONNECTION_FAILURE.test(String(err.message ?? '')) || ['ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(code);
+}
+
+/** The SQLSTATE of a query error, raised through TypeORM or straight from pg (a tenant transaction's prologue). */
+function sqlState(e: unknown): string | undefined {
+  if (e instanceof QueryFailedError) return (e.driverError as { code?: string } | undefined)?.code;
+  if (e instanceof pg.DatabaseError) return e.code;
+  return undefined;
 }
 
 function fromHttpException(e: HttpException): Mapped {
@@ -131,10 +163,8 @@ export function mapError(exception: unknown): Mapped {
   if (exception instanceof PoolCapacityError) {
     return { code: 'DATABASE_BUSY', message: 'all database connections are busy; retry shortly', headers: { 'retry-after': '1' } };
   }
-  if (exception instanceof QueryFailedError) {
-    const pgCode = (exception.driverError as { code?: string } | undefined)?.code;
-    if (pgCode && PG_CODES[pgCode]) return PG_CODES[pgCode];
-  }
+  const pgCode = sqlState(exception);
+  if (pgCode && PG_CODES[pgCode]) return PG_CODES[pgCode];
   if (isConnectionFailure(exception)) {
     return { code: 'DATABASE_BUSY', message: 'the database connection was lost; retry shortly', headers: { 'retry-after': '1' } };
   }

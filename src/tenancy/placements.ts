@@ -67,6 +67,9 @@ export function grantTenantSchema(schema: string, appUser: string) {
     await c.query(`GRANT USAGE ON SCHEMA ${s} TO ${app}`);
     await c.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${s} TO ${app}`);
     await c.query(`REVOKE ALL ON ${s}._migrations FROM ${app}`);
+    // Fences are set and lifted by the platform (moves), read by the write gate: never by the app.
+    const fences = await c.query(`SELECT to_regclass($1) AS t`, [`${s}.tenant_fences`]);
+    if (fences.rows[0].t) await c.query(`REVOKE INSERT, UPDATE, DELETE ON ${s}.tenant_fences FROM ${app}`);
   };
 }
 
@@ -76,6 +79,10 @@ export function grantControlSchema(appUser: string) {
     await c.query(`GRANT USAGE ON SCHEMA ${CONTROL_SCHEMA} TO ${app}`);
     await c.query(`GRANT SELECT ON ${CONTROL_SCHEMA}.database_servers TO ${app}`);
     await c.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ${CONTROL_SCHEMA}.tenants, ${CONTROL_SCHEMA}.users, ${CONTROL_SCHEMA}.memberships TO ${app}`);
+    await c.query(`GRANT SELECT, INSERT, UPDATE ON ${CONTROL_SCHEMA}.tenant_moves TO ${app}`);
+    await c.query(`GRANT SELECT ON ${CONTROL_SCHEMA}.placement_migrations TO ${app}`);
+    // Append-only for the app: no UPDATE or DELETE (and a trigger refuses them for anyone).
+    await c.query(`GRANT SELECT, INSERT ON ${CONTROL_SCHEMA}.platform_audit_log TO ${app}`);
   };
 }
 

@@ -102,15 +102,24 @@ export class TenantSession {
     await this.finish();
   }
 
-  async rollback(): Promise<void> {
+  /**
+   * Rolls back. Returns the prologue's error when the transaction never opened properly (the
+   * write gate refused it, say): that, not the "transaction is aborted" error the handler's
+   * queries then got, is what the caller should hear.
+   */
+  async rollback(): Promise<Error | undefined> {
     let broken: Error | undefined;
+    let prologueError: Error | undefined;
     try {
-      await this.prologue;
+      await this.prologue.catch((err: Error) => {
+        prologueError = err;
+      });
       await this.runner.databaseConnection.query('ROLLBACK');
     } catch (err) {
       broken = err as Error;
     }
     await this.finish(broken);
+    return prologueError;
   }
 
   /** Returns the connection; one that failed mid-transaction is destroyed rather than reused. */

@@ -1,7 +1,7 @@
 export const TIERS = ['shared', 'schema', 'dedicated'] as const;
 export type Tier = (typeof TIERS)[number];
 
-export type TenantStatus = 'provisioning' | 'active' | 'suspended' | 'failed';
+export type TenantStatus = 'provisioning' | 'active' | 'suspended' | 'pending_deletion' | 'failed';
 
 export const ROLES = ['owner', 'admin', 'member', 'viewer', 'billing'] as const;
 export type Role = (typeof ROLES)[number];

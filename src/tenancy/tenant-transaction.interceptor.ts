@@ -22,8 +22,7 @@ export class TenantTransactionInterceptor implements NestInterceptor {
       try {
         result = await this.store.run({ access, session }, () => lastValueFrom(next.handle(), { defaultValue: undefined }));
       } catch (err) {
-        await session.rollback();
-        throw err;
+        throw (await session.rollback()) ?? err;
       }
       await session.commit();
       return result;
