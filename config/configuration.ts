@@ -141,6 +141,59 @@ export class EnvironmentVariables {
   @IsIn(TENANT_PROVIDER_SCOPES, { message: `TENANT_PROVIDER_SCOPE must be one of: ${TENANT_PROVIDER_SCOPES.join(', ')}` })
   TENANT_PROVIDER_SCOPE: TenantProviderScope = 'singleton';
 
+  /** Days a deleted tenant stays restorable (suspended) before its data is purged. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(3650)
+  TENANT_DELETION_GRACE_DAYS = 30;
+
+  /** How often each app instance looks for due purges and move clean-ups; 0 turns the sweeper off. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  LIFECYCLE_SWEEP_INTERVAL_MS = 60_000;
+
+  /** How long a moved tenant's source (rows, schema or database) is kept before it is cleaned up. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  MOVE_CLEANUP_DELAY_SECONDS = 3600;
+
+  /** Longest a move waits for writes under way when it freezes writes; past it the cutover is abandoned and retried. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  @Max(600_000)
+  MOVE_FREEZE_WAIT_MS = 10_000;
+
+  /** Rows per copy batch of a move (each batch is committed and checkpointed, so a resumed move starts after it). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(10_000_000)
+  MOVE_BATCH_ROWS = 50_000;
+
+  /** Apply migrations to every placement when the app starts (small installs); off: run `npm run migrate` first. */
+  @Transform(toBool)
+  @IsBoolean({ message: 'MIGRATE_ON_START must be true or false' })
+  MIGRATE_ON_START = true;
+
+  /** Wave sizes of a tenant migration rollout, after which come all remaining placements. */
+  @Transform(({ value }: { value: unknown }) =>
+    typeof value === 'string' ? value.split(',').map((v) => (v.trim() === '' ? NaN : Number(v))) : value,
+  )
+  @IsInt({ each: true, message: 'MIGRATION_WAVES must be a comma-separated list of whole numbers, e.g. 1,10' })
+  @Min(1, { each: true, message: 'MIGRATION_WAVES sizes must be at least 1' })
+  MIGRATION_WAVES: number[] = [1, 10];
+
+  /** Placements migrated at the same time. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(64)
+  MIGRATION_CONCURRENCY = 4;
+
   /** Bench only: URL of a role that bypasses RLS, enabling the no-tenancy baseline route. */
   @Transform(emptyToUndefined)
   @IsOptional()
@@ -186,6 +239,18 @@ export interface AppConfig {
     devLoginEnabled: boolean;
   };
   tenantProviderScope: TenantProviderScope;
+  lifecycle: {
+    deletionGraceDays: number;
+    sweepIntervalMs: number;
+    moveCleanupDelaySeconds: number;
+    moveFreezeWaitMs: number;
+    moveBatchRows: number;
+  };
+  migrations: {
+    onStart: boolean;
+    waves: number[];
+    concurrency: number;
+  };
   benchBaselineUrl?: string;
 }
 
@@ -229,6 +294,18 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       devLoginEnabled: env.DEV_LOGIN_ENABLED ?? !isProd,
     },
     tenantProviderScope: env.TENANT_PROVIDER_SCOPE,
+    lifecycle: {
+      deletionGraceDays: env.TENANT_DELETION_GRACE_DAYS,
+      sweepIntervalMs: env.LIFECYCLE_SWEEP_INTERVAL_MS,
+      moveCleanupDelaySeconds: env.MOVE_CLEANUP_DELAY_SECONDS,
+      moveFreezeWaitMs: env.MOVE_FREEZE_WAIT_MS,
+      moveBatchRows: env.MOVE_BATCH_ROWS,
+    },
+    migrations: {
+      onStart: env.MIGRATE_ON_START,
+      waves: env.MIGRATION_WAVES,
+      concurrency: env.MIGRATION_CONCURRENCY,
+    },
     benchBaselineUrl: env.BENCH_BASELINE_DATABASE_URL,
   };
 }
