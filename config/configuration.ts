@@ -141,7 +141,7 @@ export class EnvironmentVariables {
   @IsIn(TENANT_PROVIDER_SCOPES, { message: `TENANT_PROVIDER_SCOPE must be one of: ${TENANT_PROVIDER_SCOPES.join(', ')}` })
   TENANT_PROVIDER_SCOPE: TenantProviderScope = 'singleton';
 
-  /** Days a deleted tenant stays restorable (suspended) before its data is purged. */
+  /** Days a deleted tenant stays restorable (pending deletion) before its data is purged. */
   @Transform(toInt)
   @IsInt()
   @Min(0)

@@ -3,6 +3,8 @@ import { Command, CommanderError } from 'commander';
 import { ConfigurationError } from '../config/configuration.js';
 import { CliFailure, UsageError } from './cli/cli.errors.js';
 import { migrateCommand } from './cli/migrate.command.js';
+import { migrationsCommand } from './cli/migrations.command.js';
+import { movesCommand } from './cli/moves.command.js';
 import { note } from './cli/output.js';
 import { serversCommand } from './cli/servers.command.js';
 import { tenantsCommand } from './cli/tenants.command.js';
@@ -21,8 +23,14 @@ function program(): Command {
       `
 Examples:
   $ npm run cli -- migrate
+  $ npm run cli -- migrate --canary acme --waves 1,10 --stop-on-failure
+  $ npm run cli -- migrations status --failed
   $ npm run cli -- tenants list --limit 20
   $ npm run cli -- tenants create acme --name "Acme Inc." --tier schema --owner ops@acme.test
+  $ npm run cli -- tenants move acme --to dedicated
+  $ npm run cli -- moves list acme
+  $ npm run cli -- tenants suspend acme --reason "invoice 2026-031 unpaid"
+  $ npm run cli -- tenants purge --due
   $ npm run cli -- servers list
   $ npm run cli -- tenants create --help
 
@@ -33,7 +41,9 @@ Results go to stdout; progress and errors to stderr.
 Exit codes: 0 success, 1 failure, 2 bad usage.`,
     );
   cli.addCommand(migrateCommand());
+  cli.addCommand(migrationsCommand());
   cli.addCommand(tenantsCommand());
+  cli.addCommand(movesCommand());
   cli.addCommand(serversCommand());
   // Subcommands added as objects do not inherit these settings.
   const inherit = (c: Command): void => {
@@ -70,6 +80,11 @@ function exitCodeOf(err: unknown): number {
 }
 
 let exitCode = 0;
+// `npm run cli -- ... | head` closes stdout early: that is the reader's choice, not a crash.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(exitCode);
+  throw err;
+});
 try {
   await program().parseAsync(process.argv);
 } catch (err) {

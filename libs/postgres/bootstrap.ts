@@ -27,6 +27,9 @@ async function ensureLoginRole(client: pg.Client, name: string, password: string
 export async function ensurePlatformRoles(superuser: pg.Client, spec: RoleSpec): Promise<void> {
   await ensureLoginRole(superuser, spec.ownerUser, spec.ownerPassword, 'NOSUPERUSER CREATEDB NOCREATEROLE NOBYPASSRLS');
   await ensureLoginRole(superuser, spec.appUser, spec.appPassword, 'NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOINHERIT');
+  // Dropping a dedicated database (a purge, a move's clean-up) ends the app's connections to it
+  // (DROP DATABASE ... WITH (FORCE)): the owner may signal non-superuser backends, nothing more.
+  await superuser.query(`GRANT pg_signal_backend TO ${quoteIdent(spec.ownerUser)}`);
 }
 
 export async function ensureDatabase(client: pg.Client, name: string, owner: string): Promise<boolean> {

@@ -37,9 +37,12 @@ CREATE TABLE tenant_moves (
   freeze_ms       integer,
   error           text,
   requested_by    text NOT NULL,
-  -- The process running the move, and its last sign of life: a stale heartbeat means interrupted.
+  -- The process running the move and its last progress. Whether it is alive is not guessed from
+  -- the clock: a runner holds a session advisory lock on the move for as long as it runs.
   runner          text,
   heartbeat_at    timestamptz,
+  -- Set by an abort asked from another process than the runner's; the runner stops at its next step.
+  abort_requested_at timestamptz,
   cleanup_after   timestamptz,
   created_at      timestamptz NOT NULL DEFAULT now(),
   updated_at      timestamptz NOT NULL DEFAULT now(),

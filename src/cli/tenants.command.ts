@@ -3,6 +3,9 @@ import { CONTROL_SCHEMA, withOwner } from '../tenancy/placements.js';
 import { TIERS, type TenantStatus, type Tier } from '../tenancy/tenant-route.js';
 import { explainMissingControlPlane } from './cli.errors.js';
 import { formatTime, note, printTable } from './output.js';
+import { addExportCommands } from './tenant-export.command.js';
+import { addLifecycleCommands } from './tenant-lifecycle.command.js';
+import { addMoveCommand } from './moves.command.js';
 import { loadCliConfig, withJwtSecret, withServers } from './session.js';
 import type { CreateOptions } from './tenant-create.js';
 
@@ -31,7 +34,7 @@ function parseLimit(value: string): number {
 }
 
 export function tenantsCommand(): Command {
-  const tenants = new Command('tenants').description('List and create tenants (the routing table in control.tenants)');
+  const tenants = new Command('tenants').description('List, create, suspend, delete and purge tenants (the routing table in control.tenants)');
 
   tenants
     .command('list')
@@ -90,5 +93,8 @@ Examples:
       note(`tenant '${route.slug}' is ${route.status} (${route.placement.tier} on ${route.placement.serverKey}); owner: ${input.ownerEmail}`);
     });
 
+  addLifecycleCommands(tenants);
+  addExportCommands(tenants);
+  addMoveCommand(tenants);
   return tenants;
 }

@@ -46,6 +46,7 @@ export function statusFor(code: ErrorCode): number {
     case 'PROJECT_NOT_FOUND':
     case 'TASK_NOT_FOUND':
     case 'MOVE_NOT_FOUND':
+    case 'PURGE_RECEIPT_NOT_FOUND':
       return 404;
     case 'CONFLICT':
     case 'TENANT_SLUG_TAKEN':
@@ -190,6 +191,9 @@ export function frameworkErrorBody(error: { statusCode?: number }, requestId: st
     : { status, code: 'MALFORMED_URL', message: 'the URL is malformed (check its percent-escapes)', requestId };
 }
 
+/** 503s that are part of normal operation (a busy database, a move's cutover): warnings, not errors. */
+const EXPECTED_UNAVAILABLE = new Set<ErrorCode>(['DATABASE_BUSY', 'TENANT_WRITE_FROZEN', 'TENANT_MOVED', 'TENANT_UNAVAILABLE']);
+
 @Catch()
 export class ErrorFilter implements ExceptionFilter {
   private readonly logger = new Logger('ErrorFilter');
@@ -202,7 +206,7 @@ export class ErrorFilter implements ExceptionFilter {
     const status = mapped.status ?? statusFor(mapped.code);
     if (status >= 500) {
       const entry = { err: loggable(exception), requestId: request.id, tenantId: (request.raw as { tenantId?: string }).tenantId };
-      if (mapped.code === 'DATABASE_BUSY') this.logger.warn(entry, 'database busy or unreachable');
+      if (EXPECTED_UNAVAILABLE.has(mapped.code)) this.logger.warn({ ...entry, code: mapped.code }, 'temporarily unavailable');
       else this.logger.error(entry, 'request failed');
     }
     const body: ErrorBody = { status, code: mapped.code, message: mapped.message, requestId: String(request.id) };

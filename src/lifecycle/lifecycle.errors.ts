@@ -9,6 +9,8 @@ export type LifecycleErrorCode =
   /** The tenant is not in a state that allows this transition (e.g. reactivate an active tenant). */
   | 'TENANT_STATE_CONFLICT'
   | 'PURGE_NOT_DUE'
+  /** No purge receipt was recorded for this tenant id. */
+  | 'PURGE_RECEIPT_NOT_FOUND'
   | 'MOVE_NOT_FOUND'
   | 'MOVE_IN_PROGRESS'
   /** The move is in a phase that does not allow this (e.g. abort after the flip). */

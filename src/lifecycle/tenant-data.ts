@@ -13,6 +13,10 @@ export interface TenantTable {
   columns: string[];
   /** The key column besides organization_id: rows are read and copied in its order. */
   key: string;
+  /** Its SQL type (uuid, bigint, ...), for casts of key lists. */
+  keyType: string;
+  /** Foreign keys to other tables of the placement (self-references aside). */
+  foreignKeys: Array<{ parent: string; columns: string[]; parentColumns: string[] }>;
 }
 
 /** Counts and an order-independent checksum of one tenant's rows in one table. */
@@ -61,13 +65,31 @@ export async function connectToTenant(runtime: DatabaseRuntime, placement: Place
  * so that copying in this order never breaks a reference and deleting in reverse never either.
  */
 export async function tenantTables(client: pg.ClientBase): Promise<TenantTable[]> {
-  const { rows } = await client.query<{ name: string; columns: string[]; key: string[]; parents: string[] }>(
+  const { rows } = await client.query<{
+    name: string;
+    columns: string[];
+    key: string[];
+    key_type: string | null;
+    parents: string[];
+    foreign_keys: TenantTable['foreignKeys'];
+  }>(
     `SELECT c.relname AS name,
             (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a
               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
             (SELECT coalesce(array_agg(a.attname::text ORDER BY a.attname), '{}') FROM pg_index i
                JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
               WHERE i.indrelid = c.oid AND i.indisprimary AND a.attname <> 'organization_id') AS key,
+            (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_index i
+               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+              WHERE i.indrelid = c.oid AND i.indisprimary AND a.attname <> 'organization_id' LIMIT 1) AS key_type,
+            (SELECT coalesce(json_agg(json_build_object(
+                      'parent', p.relname,
+                      'columns', (SELECT array_agg(a.attname ORDER BY k.i) FROM unnest(f.conkey) WITH ORDINALITY AS k (n, i)
+                                    JOIN pg_attribute a ON a.attrelid = f.conrelid AND a.attnum = k.n),
+                      'parentColumns', (SELECT array_agg(a.attname ORDER BY k.i) FROM unnest(f.confkey) WITH ORDINALITY AS k (n, i)
+                                          JOIN pg_attribute a ON a.attrelid = f.confrelid AND a.attnum = k.n))), '[]')
+               FROM pg_constraint f JOIN pg_class p ON p.oid = f.confrelid
+              WHERE f.conrelid = c.oid AND f.contype = 'f' AND f.confrelid <> c.oid) AS foreign_keys,
             (SELECT coalesce(array_agg(DISTINCT p.relname::text), '{}') FROM pg_constraint f
                JOIN pg_class p ON p.oid = f.confrelid
               WHERE f.conrelid = c.oid AND f.contype = 'f' AND f.confrelid <> c.oid) AS parents
@@ -92,7 +114,7 @@ export async function tenantTables(client: pg.ClientBase): Promise<TenantTable[]
     if (t.key.length !== 1) {
       throw new Error(`tenant table '${name}' must have a primary key of organization_id and one more column (it has: ${t.key.join(', ') || 'none'})`);
     }
-    ordered.push({ name, columns: t.columns, key: t.key[0] });
+    ordered.push({ name, columns: t.columns, key: t.key[0], keyType: t.key_type!, foreignKeys: t.foreign_keys });
   };
   tables.forEach((t) => visit(t.name));
   return ordered;

@@ -17,15 +17,15 @@ import {
   startEmbeddedCluster,
 } from '../../libs/postgres/index.js';
 import {
-  CONTROL_SCHEMA,
-  DatabaseRuntime,
-  grantControlSchema,
-  grantTenantSchema,
-  preparePlacement,
-  SHARED_SCHEMA,
-  withOwner,
-} from './placements.js';
-import type { Tier } from './tenant-route.js';
+  findBehindPlacements,
+  latestMigration,
+  placementLabel,
+  RolloutOptions,
+  RolloutPlacement,
+  RolloutReport,
+  runMigrationRollout,
+} from './migration-rollout.js';
+import { CONTROL_SCHEMA, DatabaseRuntime, grantControlSchema, withOwner } from './placements.js';
 
 export const PRIMARY_SERVER = 'primary';
 export const SECONDARY_SERVER = 'secondary';
@@ -108,38 +108,65 @@ export async function assertRuntimeRoleSafe(server: DatabaseServer): Promise<voi
 /** Progress over the tenant placements: called once with done = 0 before the first, then after each one. */
 export type PlacementProgress = (done: number, total: number, placementLabel: string) => void;
 
-/** Brings every placement that lives outside the shared schema up to the current tenant migrations. */
-export async function migrateTenantPlacements(runtime: DatabaseRuntime, log: Log, onProgress?: PlacementProgress): Promise<number> {
-  const rows = await withOwner(runtime.primary, runtime.primary.database, async (c) =>
-    (
-      await c.query<{ id: string; slug: string; tier: Tier; server_key: string; database_name: string; schema_name: string }>(
-        `SELECT id, slug, tier, server_key, database_name, schema_name FROM ${CONTROL_SCHEMA}.tenants
-          WHERE tier <> 'shared' AND status IN ('active', 'suspended') ORDER BY created_at`,
-      )
-    ).rows,
-  );
-  onProgress?.(0, rows.length, '');
-  let changed = 0;
-  for (const [i, r] of rows.entries()) {
-    // One broken placement (an unreachable server, a failing migration) must not keep every other
-    // tenant from being served: it is logged and set aside.
-    try {
-      const applied = await preparePlacement(runtime, {
-        tier: r.tier,
-        serverKey: r.server_key,
-        database: r.database_name,
-        schema: r.schema_name,
-      });
-      if (applied.length) changed++;
-    } catch (err) {
-      const reason = (err as Error).message;
-      runtime.failedPlacements.set(r.id, { tenant: r.slug, reason });
-      log(`tenant migrations failed for '${r.slug}' (${r.tier} on ${r.server_key}): ${reason}`);
-    }
-    onProgress?.(i + 1, rows.length, `${r.slug} (${r.tier} on ${r.server_key})`);
+/**
+ * Brings every placement (shared tier, each schema and dedicated tenant) up to the current tenant
+ * migrations in waves (see migration-rollout.ts). A placement that fails is set aside (its tenants
+ * answer 503) so that every other tenant can be served; with the shared placement, that is every
+ * shared-tier tenant.
+ */
+export async function migrateTenantPlacements(
+  runtime: DatabaseRuntime,
+  log: Log,
+  onProgress?: PlacementProgress,
+  options: RolloutOptions = {},
+): Promise<RolloutReport> {
+  let started = false;
+  const report = await runMigrationRollout(runtime, {
+    ...options,
+    onProgress: (p) => {
+      if (!started) onProgress?.(0, p.total, '');
+      started = true;
+      if (p.done) onProgress?.(p.done, p.total, p.placement);
+    },
+  });
+  for (const f of report.failed) {
+    log(`tenant migrations failed for ${placementLabel(f.placement)}: ${f.error}`);
+    await setAside(runtime, f.placement, `tenant migrations failed: ${f.error}`);
   }
-  if (changed) log(`tenant migrations applied to ${changed} of ${rows.length} own placements`);
-  return rows.length;
+  if (report.migrated) log(`tenant migrations applied to ${report.migrated} of ${report.total} placements`);
+  return report;
+}
+
+async function setAside(runtime: DatabaseRuntime, p: RolloutPlacement, reason: string): Promise<void> {
+  if (p.tenantId) {
+    runtime.failedPlacements.set(p.tenantId, { tenant: p.tenantSlug!, reason });
+    return;
+  }
+  const shared = await withOwner(runtime.primary, runtime.primary.database, async (c) =>
+    (await c.query<{ id: string; slug: string }>(`SELECT id, slug FROM ${CONTROL_SCHEMA}.tenants WHERE tier = 'shared'`)).rows,
+  );
+  for (const t of shared) runtime.failedPlacements.set(t.id, { tenant: t.slug, reason });
+}
+
+/**
+ * Start-up with MIGRATE_ON_START=false migrates no tenant placement: placements the bookkeeping
+ * shows failed, pending or behind this code are set aside (503) rather than served by code newer
+ * than their schema. Placements never recorded are served: they were migrated when provisioned.
+ */
+export async function setAsideUnmigratedPlacements(runtime: DatabaseRuntime, log: Log): Promise<number> {
+  const behind = await withOwner(runtime.primary, runtime.primary.database, (c) => findBehindPlacements(runtime, c));
+  const latest = latestMigration(runtime);
+  for (const b of behind) {
+    const reason =
+      b.status === 'failed'
+        ? `tenant migrations failed: ${b.error ?? 'no error recorded'}`
+        : `tenant migrations are behind (at ${b.version ?? 'none'}, this code needs ${latest}); run \`npm run migrate\``;
+    runtime.failedPlacements.set(b.tenantId, { tenant: b.slug, reason });
+  }
+  if (behind.length) {
+    log(`MIGRATE_ON_START=false: ${behind.length} tenant${behind.length === 1 ? ' is' : 's are'} set aside (503) until \`npm run migrate\` brings their placements up to ${latest}`);
+  }
+  return behind.length;
 }
 
 /**
@@ -164,8 +191,9 @@ export async function openDatabaseRuntime(config: AppConfig, log: Log = () => un
 
 /**
  * Everything the app needs from its databases before it serves: servers (embedded when no
- * DATABASE_URL), roles, control-plane and tenant migrations on every placement, the server
- * registry, and proof that the runtime role cannot bypass RLS.
+ * DATABASE_URL), roles, control-plane migrations, the server registry, proof that the runtime role
+ * cannot bypass RLS, then the tenant migrations on every placement (MIGRATE_ON_START, the default)
+ * or, without them, placements the bookkeeping shows behind set aside.
  */
 export async function prepareDatabases(
   config: AppConfig,
@@ -173,33 +201,45 @@ export async function prepareDatabases(
   onProgress?: PlacementProgress,
 ): Promise<DatabaseRuntime> {
   const runtime = await openDatabaseRuntime(config, log);
-  const primary = runtime.primary;
-  const servers = [...runtime.servers.values()];
   try {
-    await withOwner(primary, primary.database, async (c) => {
-      const control = await migrateSchema(c, CONTROL_SCHEMA, runtime.controlMigrations, grantControlSchema(primary.appUser));
-      const shared = await migrateSchema(c, SHARED_SCHEMA, runtime.tenantMigrations, grantTenantSchema(SHARED_SCHEMA, primary.appUser));
-      if (control.length + shared.length) log(`migrated control plane (+${control.length}) and shared tier (+${shared.length})`);
-      for (const s of servers) {
-        await c.query(
-          `INSERT INTO ${CONTROL_SCHEMA}.database_servers (key, host, port) VALUES ($1, $2, $3)
-           ON CONFLICT (key) DO UPDATE SET host = EXCLUDED.host, port = EXCLUDED.port, updated_at = now()
-           WHERE database_servers.host IS DISTINCT FROM EXCLUDED.host OR database_servers.port IS DISTINCT FROM EXCLUDED.port`,
-          [s.key, s.host, s.port],
-        );
-      }
-      // A provisioning that a crash interrupted never finished: say so instead of serving it.
-      await c.query(
-        `UPDATE ${CONTROL_SCHEMA}.tenants SET status = 'failed', updated_at = now(),
-                status_reason = 'provisioning was interrupted by a restart; create the tenant again'
-          WHERE status = 'provisioning' AND updated_at < now() - interval '10 minutes'`,
-      );
-    });
-    for (const s of servers) await assertRuntimeRoleSafe(s);
-    await migrateTenantPlacements(runtime, log, onProgress);
+    await prepareControlPlane(runtime, log);
+    if (config.migrations.onStart) {
+      await migrateTenantPlacements(runtime, log, onProgress, { waves: config.migrations.waves, concurrency: config.migrations.concurrency });
+    } else {
+      await setAsideUnmigratedPlacements(runtime, log);
+    }
     return runtime;
   } catch (err) {
     await runtime.stop().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * What every start-up and `migrate` do before any tenant placement: control-plane migrations, the
+ * server registry, interrupted provisionings marked failed, and proof on every server that the
+ * runtime role cannot bypass RLS.
+ */
+export async function prepareControlPlane(runtime: DatabaseRuntime, log: Log): Promise<void> {
+  const primary = runtime.primary;
+  const servers = [...runtime.servers.values()];
+  await withOwner(primary, primary.database, async (c) => {
+    const control = await migrateSchema(c, CONTROL_SCHEMA, runtime.controlMigrations, grantControlSchema(primary.appUser));
+    if (control.length) log(`migrated control plane (+${control.length})`);
+    for (const s of servers) {
+      await c.query(
+        `INSERT INTO ${CONTROL_SCHEMA}.database_servers (key, host, port) VALUES ($1, $2, $3)
+         ON CONFLICT (key) DO UPDATE SET host = EXCLUDED.host, port = EXCLUDED.port, updated_at = now()
+         WHERE database_servers.host IS DISTINCT FROM EXCLUDED.host OR database_servers.port IS DISTINCT FROM EXCLUDED.port`,
+        [s.key, s.host, s.port],
+      );
+    }
+    // A provisioning that a crash interrupted never finished: say so instead of serving it.
+    await c.query(
+      `UPDATE ${CONTROL_SCHEMA}.tenants SET status = 'failed', updated_at = now(),
+              status_reason = 'provisioning was interrupted by a restart; create the tenant again'
+        WHERE status = 'provisioning' AND updated_at < now() - interval '10 minutes'`,
+    );
+  });
+  for (const s of servers) await assertRuntimeRoleSafe(s);
 }

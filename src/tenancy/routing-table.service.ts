@@ -24,12 +24,14 @@ export interface TenantRow {
   server_key: string;
   database_name: string;
   schema_name: string;
+  deletion_requested_at: Date | null;
+  purge_after: Date | null;
   created_at: Date;
   updated_at: Date;
 }
 
 export const TENANT_COLUMNS =
-  'id, slug, name, status, status_reason, tier, server_key, database_name, schema_name, created_at, updated_at';
+  'id, slug, name, status, status_reason, tier, server_key, database_name, schema_name, deletion_requested_at, purge_after, created_at, updated_at';
 
 export function toRoute(r: TenantRow): TenantRoute {
   return {
@@ -39,6 +41,8 @@ export function toRoute(r: TenantRow): TenantRoute {
     status: r.status,
     statusReason: r.status_reason,
     placement: { tier: r.tier, serverKey: r.server_key, database: r.database_name, schema: r.schema_name },
+    deletionRequestedAt: r.deletion_requested_at,
+    purgeAfter: r.purge_after,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };

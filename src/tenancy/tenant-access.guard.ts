@@ -3,6 +3,7 @@ import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
 import type { AuthUser } from '../auth/auth-user.js';
 import { ValidationFailed } from '../http/domain-error.js';
+import { LifecycleError } from '../lifecycle/lifecycle.errors.js';
 import { DATABASE_RUNTIME, DatabaseRuntime } from './placements.js';
 import { RoutingTable } from './routing-table.service.js';
 import { TENANT_ROLES } from './tenant-scoped.decorator.js';
@@ -33,7 +34,8 @@ export function requestedSlug(req: FastifyRequest): string {
 
 /**
  * Resolves the tenant of a tenant-scoped route and checks that the caller may enter it:
- * non-members get the same 404 as a tenant that does not exist; suspended tenants 403.
+ * non-members get the same 404 as a tenant that does not exist; suspended tenants and tenants
+ * scheduled for deletion 403.
  */
 @Injectable()
 export class TenantAccessGuard implements CanActivate {
@@ -67,6 +69,10 @@ export class TenantAccessGuard implements CanActivate {
     (req.raw as { tenantId?: string }).tenantId = route.id;
     if (route.status === 'suspended') {
       throw new TenancyError('TENANT_SUSPENDED', `tenant '${slug}' is suspended${route.statusReason ? `: ${route.statusReason}` : ''}`);
+    }
+    if (route.status === 'pending_deletion') {
+      const on = route.purgeAfter?.toISOString() ?? 'an unknown date';
+      throw new LifecycleError('TENANT_PENDING_DELETION', `tenant '${slug}' is scheduled for deletion on ${on}; a platform admin can restore it until then`);
     }
     if (route.status !== 'active' || this.runtime.failedPlacements.has(route.id)) {
       throw new TenancyError('TENANT_UNAVAILABLE', `tenant '${slug}' is not available yet; retry shortly`, undefined, { 'retry-after': '5' });

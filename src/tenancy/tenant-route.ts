@@ -27,6 +27,9 @@ export interface TenantRoute {
   status: TenantStatus;
   statusReason: string | null;
   placement: Placement;
+  /** Both set only while the status is pending_deletion: when it was asked for, and from when the purge may run. */
+  deletionRequestedAt: Date | null;
+  purgeAfter: Date | null;
   createdAt: Date;
   updatedAt: Date;
 }

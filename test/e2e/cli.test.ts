@@ -254,8 +254,9 @@ describe('the operators CLI', () => {
     expect(res.code).toBe(0);
     expect(res.stdout).toContain('3 tenant placements');
     expect(res.stdout).toContain('servers primary, secondary');
-    expect(res.stderr).toMatch(/tenant placements \[[^\]]*\] 100% \| 3\/3/);
-    expect(res.stderr).toContain('tenant migrations applied to 1 of 3 own placements');
+    // The shared tier's placement counts too: 4 in all.
+    expect(res.stderr).toMatch(/tenant placements \[[^\]]*\] 100% \| 4\/4/);
+    expect(res.stderr).toContain('tenant migrations applied to 1 of 4 placements');
     expect(res.stderr).not.toContain('open handles');
 
     const applied = await withPrimaryOwner(

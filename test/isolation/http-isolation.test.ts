@@ -1,14 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { HttpClient, TestResponse } from '../../libs/testing/index.js';
 import { TIERS, type Tier } from '../../src/tenancy/tenant-route.js';
-import { createTenant, seedProjects, SeededProject, TenantFixture } from '../support/factories.js';
+import { createTenant, moveTenant, seedProjects, SeededProject, TenantFixture } from '../support/factories.js';
 import { startTestApp, TestApp } from '../support/test-app.js';
 
 /**
  * A member of tenant A attacks tenant B through every endpoint, for every pair of tiers:
  * B's slug, B's ids under A's slug, B's organization_id in bodies, mismatched X-Tenant headers,
  * malformed and injected slugs and ids. Every attempt must fail (400/403/404) and B's data must
- * be exactly as it was.
+ * be exactly as it was. Every pair runs twice: on tenants provisioned on their tiers, and on
+ * tenants moved there from another tier with their data (a moved tenant is as isolated).
  */
 let t: TestApp;
 beforeAll(async () => {
@@ -37,9 +38,15 @@ function expectRefused(res: TestResponse, allowed: number[] = [400, 403, 404]): 
   expect(res.body).toMatchObject({ status: res.status, code: expect.any(String), requestId: expect.any(String) });
 }
 
-const pairs: Array<[Tier, Tier]> = TIERS.flatMap((a) => TIERS.map((b) => [a, b] as [Tier, Tier]));
+/** Each pair twice: tenants provisioned on their tier, and tenants moved there (with their data) from another tier. */
+const pairs: Array<[Tier, Tier, 'provisioned' | 'moved']> = (['provisioned', 'moved'] as const).flatMap((how) =>
+  TIERS.flatMap((a) => TIERS.map((b) => [a, b, how] as [Tier, Tier, 'provisioned' | 'moved'])),
+);
 
-describe.each(pairs)('a member of a %s tenant attacking a %s tenant', (tierA, tierB) => {
+/** Where a tenant starts when it is to be moved to `tier`: the next tier round. */
+const startOf = (tier: Tier): Tier => TIERS[(TIERS.indexOf(tier) + 1) % TIERS.length];
+
+describe.each(pairs)('a member of a %s tenant attacking a %s tenant (%s)', (tierA, tierB, how) => {
   let a: TenantFixture;
   let b: TenantFixture;
   let aProjects: SeededProject[];
@@ -48,10 +55,14 @@ describe.each(pairs)('a member of a %s tenant attacking a %s tenant', (tierA, ti
   let bOwnerId: string;
 
   beforeAll(async () => {
-    a = await createTenant(t, { tier: tierA });
-    b = await createTenant(t, { tier: tierB });
+    a = await createTenant(t, { tier: how === 'moved' ? startOf(tierA) : tierA });
+    b = await createTenant(t, { tier: how === 'moved' ? startOf(tierB) : tierB });
     aProjects = await seedProjects(a, 2, 1);
     bProjects = await seedProjects(b, 2, 2);
+    if (how === 'moved') {
+      await moveTenant(t, a, tierA);
+      await moveTenant(t, b, tierB);
+    }
     before = await snapshot(b, bProjects);
     bOwnerId = (await b.owner.get('/me')).body.id;
   });

@@ -40,7 +40,19 @@ describe('loadConfig', () => {
       routingCacheTtlMs: 60_000,
       auth: { jwtTtlSeconds: 43_200, platformAdminEmails: [], devLoginEnabled: true },
       tenantProviderScope: 'singleton',
+      lifecycle: { deletionGraceDays: 30, sweepIntervalMs: 60_000, moveCleanupDelaySeconds: 3600, moveFreezeWaitMs: 10_000, moveBatchRows: 50_000 },
+      migrations: { onStart: true, waves: [1, 10], concurrency: 4 },
     });
+  });
+
+  it('reads the lifecycle and rollout settings, and names a bad one', () => {
+    const c = loadConfig({ MIGRATION_WAVES: '1, 5,50', MIGRATE_ON_START: 'false', MOVE_CLEANUP_DELAY_SECONDS: '0', TENANT_DELETION_GRACE_DAYS: '7' });
+    expect(c.migrations).toEqual({ onStart: false, waves: [1, 5, 50], concurrency: 4 });
+    expect(c.lifecycle).toMatchObject({ moveCleanupDelaySeconds: 0, deletionGraceDays: 7 });
+    expect(() => loadConfig({ MIGRATION_WAVES: '1,ten' })).toThrow(/MIGRATION_WAVES must be a comma-separated list of whole numbers/);
+    expect(() => loadConfig({ MIGRATION_WAVES: '0' })).toThrow(/MIGRATION_WAVES sizes must be at least 1/);
+    expect(() => loadConfig({ MOVE_FREEZE_WAIT_MS: '5' })).toThrow(/MOVE_FREEZE_WAIT_MS/);
+    expect(() => loadConfig({ MIGRATE_ON_START: 'maybe' })).toThrow(/MIGRATE_ON_START must be true or false/);
   });
 
   it('reads only the environment it is given', () => {

@@ -55,3 +55,31 @@ export async function seedProjects(tenant: TenantFixture, count: number, tasksEa
   }
   return out;
 }
+
+/** Polls a move's status resource until `done` says so (or fails the test after `timeoutMs`). */
+export async function waitForMove(
+  admin: HttpClient,
+  tenantId: string,
+  moveId: string,
+  done: (move: Record<string, any>) => boolean = (m) => m.state !== 'running',
+  timeoutMs = 30_000,
+): Promise<Record<string, any>> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await admin.get(`/tenants/${tenantId}/moves/${moveId}`);
+    if (res.status !== 200) throw new Error(`move ${moveId}: ${res.status} ${JSON.stringify(res.body)}`);
+    if (done(res.body)) return res.body;
+    if (Date.now() > until) throw new Error(`move ${moveId} still ${res.body.phase}/${res.body.state} after ${timeoutMs} ms: ${JSON.stringify(res.body)}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Moves a tenant through the API and waits for the flip; fails unless the move verified and flipped. */
+export async function moveTenant(t: TestApp, tenant: { id: string }, tier: Tier, server?: string): Promise<Record<string, any>> {
+  const admin = await t.admin();
+  const res = await admin.post(`/tenants/${tenant.id}/move`, { tier, server });
+  if (res.status !== 202) throw new Error(`move not started: ${res.status} ${JSON.stringify(res.body)}`);
+  const move = await waitForMove(admin, tenant.id, res.body.id);
+  if (!['flipped', 'cleaned'].includes(move.phase)) throw new Error(`move did not flip: ${JSON.stringify(move)}`);
+  return move;
+}

@@ -64,7 +64,7 @@ export class TenantDto {
   @ApiProperty()
   name!: string;
 
-  @ApiProperty({ enum: ['provisioning', 'active', 'suspended', 'failed'] })
+  @ApiProperty({ enum: ['provisioning', 'active', 'suspended', 'pending_deletion', 'failed'] })
   status!: TenantStatus;
 
   @ApiPropertyOptional({ nullable: true })
@@ -72,6 +72,12 @@ export class TenantDto {
 
   @ApiProperty({ type: PlacementDto })
   placement!: PlacementDto;
+
+  @ApiProperty({ nullable: true, type: String, format: 'date-time', description: 'When its deletion was asked for (pending_deletion only)' })
+  deletionRequestedAt!: string | null;
+
+  @ApiProperty({ nullable: true, type: String, format: 'date-time', description: 'From when its data may be purged; a platform admin can restore it until then (pending_deletion only)' })
+  purgeAfter!: string | null;
 
   @ApiProperty()
   createdAt!: string;
@@ -88,6 +94,8 @@ export class TenantDto {
       status: r.status,
       statusReason: r.statusReason,
       placement: { tier: r.placement.tier, server: r.placement.serverKey },
+      deletionRequestedAt: r.deletionRequestedAt?.toISOString() ?? null,
+      purgeAfter: r.purgeAfter?.toISOString() ?? null,
       createdAt: r.createdAt.toISOString(),
       updatedAt: r.updatedAt.toISOString(),
     };
