@@ -11,7 +11,7 @@ import { TenancyError } from '../tenancy/tenancy.errors.js';
 import { LifecycleError } from './lifecycle.errors.js';
 import type { Actor } from './actor.js';
 import { recordPlatformEvent } from './platform-audit.js';
-import { appliedMigrations, columnList, connectToTenant, fingerprint, TableFingerprint, TenantTable, tenantTables } from './tenant-data.js';
+import { appliedMigrations, columnList, connectToTenant, deleteTenantRows, fingerprint, TableFingerprint, TenantTable, tenantTables } from './tenant-data.js';
 
 /**
  * A tenant's move between placements (shared <-> schema <-> dedicated, and between servers),
@@ -583,16 +583,11 @@ export class MoveEngine {
     try {
       const exists = await client.query<{ s: string | null }>(`SELECT to_regnamespace($1)::text AS s`, [placement.schema]);
       if (!exists.rows[0].s) return removed;
-      const tables = await tenantTables(client);
       if (placement.tier === 'shared') {
-        await client.query('BEGIN');
-        for (const t of [...tables].reverse()) {
-          removed[t.name] = (await client.query(`DELETE FROM ${quoteIdent(t.name)} WHERE organization_id = $1`, [tenantId])).rowCount ?? 0;
-        }
-        await client.query('DELETE FROM tenant_fences');
-        await client.query('COMMIT');
+        for (const r of await deleteTenantRows(client, tenantId)) removed[r.name] = r.rowsRemoved;
         return removed;
       }
+      const tables = await tenantTables(client);
       for (const t of tables) removed[t.name] = (await fingerprint(client, t, tenantId)).rows;
     } finally {
       await client.end();
@@ -731,10 +726,7 @@ class MoveRun {
 
   /** A target must start with nothing of this tenant (a shared target may hold leftovers of an old move). */
   private async clearTarget(): Promise<void> {
-    await this.dst.query('BEGIN');
-    for (const t of [...this.tables].reverse()) await this.dst.query(`DELETE FROM ${quoteIdent(t.name)} WHERE organization_id = $1`, [this.tenantId]);
-    await this.dst.query('DELETE FROM tenant_fences');
-    await this.dst.query('COMMIT');
+    await deleteTenantRows(this.dst, this.tenantId);
   }
 
   private keyLiteral(t: TenantTable, key: string): string {

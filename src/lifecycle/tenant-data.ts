@@ -140,6 +140,30 @@ export async function fingerprint(client: pg.ClientBase, table: TenantTable, ten
   return { rows: Number(rows[0].rows), checksum: rows[0].checksum };
 }
 
+/**
+ * Deletes one tenant's rows from every tenant table of the connection's placement, children
+ * first, and a fence a move may have left there: one transaction. The connection must be one of
+ * connectToTenant's, so RLS keeps every other tenant's rows out of reach whatever happens.
+ */
+export async function deleteTenantRows(client: pg.ClientBase, tenantId: string): Promise<Array<{ name: string; rowsRemoved: number }>> {
+  const tables = await tenantTables(client);
+  await client.query('BEGIN');
+  try {
+    const removed: Array<{ name: string; rowsRemoved: number }> = [];
+    for (const t of [...tables].reverse()) {
+      const r = await client.query(`DELETE FROM ${quoteIdent(t.name)} WHERE organization_id = $1`, [tenantId]);
+      removed.push({ name: t.name, rowsRemoved: r.rowCount ?? 0 });
+    }
+    const fences = await client.query<{ t: string | null }>(`SELECT to_regclass('tenant_fences')::text AS t`);
+    if (fences.rows[0].t) await client.query('DELETE FROM tenant_fences WHERE organization_id = $1', [tenantId]);
+    await client.query('COMMIT');
+    return removed;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
 /** The tenant migrations a placement has applied, in order: two placements must agree before rows move between them. */
 export async function appliedMigrations(client: pg.ClientBase): Promise<string[]> {
   const { rows } = await client.query<{ name: string }>('SELECT name FROM _migrations ORDER BY name');

@@ -12,7 +12,7 @@ import type { Actor } from './actor.js';
 import { LifecycleError } from './lifecycle.errors.js';
 import { platformEventsOf, recordPlatformEvent } from './platform-audit.js';
 import { PURGE_RECEIPT_FORMAT, PurgedPlacement, PurgedTable, PurgeReceipt, receiptDigest } from './purge-receipt.js';
-import { connectToTenant, tenantTables } from './tenant-data.js';
+import { connectToTenant, deleteTenantRows, tenantTables } from './tenant-data.js';
 
 /** A purge receipt as kept in the platform audit log. */
 export interface StoredReceipt {
@@ -342,21 +342,7 @@ export class TenantPurge {
     // Shared schema: children first, through a connection that RLS confines to this tenant.
     const c = await connectToTenant(this.runtime, p, tenantId, 'tenancy-purge');
     try {
-      const removed: Array<{ name: string; rowsRemoved: number }> = [];
-      await c.query('BEGIN');
-      try {
-        for (const t of (await tenantTables(c)).reverse()) {
-          const r = await c.query(`DELETE FROM ${quoteIdent(t.name)} WHERE organization_id = $1`, [tenantId]);
-          removed.push({ name: t.name, rowsRemoved: r.rowCount ?? 0 });
-        }
-        // A fence a move left here is bookkeeping, not data, but it is the tenant's too.
-        const fences = await c.query<{ t: string | null }>(`SELECT to_regclass('tenant_fences')::text AS t`);
-        if (fences.rows[0].t) await c.query('DELETE FROM tenant_fences WHERE organization_id = $1', [tenantId]);
-        await c.query('COMMIT');
-      } catch (err) {
-        await c.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      }
+      const removed = await deleteTenantRows(c, tenantId);
       const tables: PurgedTable[] = [];
       for (const r of removed) tables.push({ ...r, rowsRemaining: await countRows(c, r.name, tenantId) });
       return { ...base, tables, dropped: null, gone: tables.every((t) => t.rowsRemaining === 0) };
