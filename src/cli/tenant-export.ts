@@ -5,7 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { operatorActor } from '../lifecycle/actor.js';
 import type { ExportFormat } from '../lifecycle/export-format.js';
-import { verifyExport } from '../lifecycle/export-verify.js';
+import { verifyExport, type VerifiedTable } from '../lifecycle/export-verify.js';
 import { openTenantExport, recordTenantExport } from '../lifecycle/export.service.js';
 import { TENANT_COLUMNS, TenantRow, toRoute } from '../tenancy/routing-table.service.js';
 import { CONTROL_SCHEMA, type DatabaseRuntime, withOwner } from '../tenancy/placements.js';
@@ -95,6 +95,12 @@ export async function exportTenant(slug: string, opts: ExportCliOptions): Promis
   });
 }
 
+function manifestCell(t: VerifiedTable): string {
+  if (t.ok) return 'ok';
+  if (!t.expected) return 'not listed';
+  return t.expected.rows === t.rows ? 'sha256 differs' : `${t.expected.rows} rows expected`;
+}
+
 export async function verifyExportFile(file: string): Promise<void> {
   let verified;
   try {
@@ -105,7 +111,7 @@ export async function verifyExportFile(file: string): Promise<void> {
   if (verified.tables.length) {
     printTable(
       ['table', 'rows', 'sha256', 'manifest'],
-      verified.tables.map((t) => [t.name, t.rows, t.sha256, t.ok ? 'ok' : t.expected ? `differs (${t.expected.rows} rows)` : 'not listed']),
+      verified.tables.map((t) => [t.name, t.rows, t.sha256, manifestCell(t)]),
     );
   }
   if (verified.problems.length) {

@@ -25,6 +25,8 @@ const NEWLINE = 0x0a;
 const ROW_LINE = /^\{"table":"([a-z_][a-z0-9_]{0,62})","row":\{/;
 const JSON_TABLE_OPEN = /^"([a-z_][a-z0-9_]{0,62})":\[$/;
 const MAX_PROBLEMS = 20;
+/** Enough of a line to tell what it is: the longest row prefix is {"table":"<63 characters>","row":{ (82 bytes). */
+const HEAD_BYTES = 96;
 
 interface Tally {
   hash: Hash;
@@ -88,7 +90,7 @@ class Verifier {
   }
 
   private ndjson(bytes: Buffer): void {
-    const start = bytes.toString('latin1', 0, 80);
+    const start = bytes.toString('latin1', 0, HEAD_BYTES);
     const row = ROW_LINE.exec(start);
     if (row) {
       const t = this.tally(row[1]);
@@ -103,7 +105,7 @@ class Verifier {
   }
 
   private json(bytes: Buffer): void {
-    const head = bytes.toString('latin1', 0, 80);
+    const head = bytes.toString('latin1', 0, HEAD_BYTES);
     switch (this.jsonStage) {
       case 'tables':
         if (this.lineNo === 2) {

@@ -33,8 +33,11 @@ export interface ExportFailure {
   /** The table being read, if any. */
   table?: string;
   rowsDone: number;
-  /** 'aborted': the reader went away (a client hung up); 'error': the database or the stream failed. */
-  reason: 'aborted' | 'error';
+  /**
+   * 'aborted': the reader went away (a client hung up); 'stalled': it stopped reading for longer
+   * than stallTimeoutMs; 'error': the database or the stream failed.
+   */
+  reason: 'aborted' | 'stalled' | 'error';
   error?: { code?: string; message: string };
 }
 
@@ -46,6 +49,11 @@ export interface ExportOptions {
   onRows?: (table: string, tableRows: number, totalRows: number) => void;
   onFailure?: (failure: ExportFailure) => void;
   onComplete?: (manifest: ExportManifest) => void;
+  /**
+   * A reader that takes nothing for this long gets the stream destroyed, so that it does not hold
+   * a connection and a snapshot (which holds back vacuum) for ever; 0: wait for ever.
+   */
+  stallTimeoutMs?: number;
 }
 
 export interface TenantExport {
@@ -74,7 +82,7 @@ const NEXT_ROW = Buffer.from(JSON_LAYOUT.nextRow);
  * delimiter and a quote character that JSON text never contains raw (it escapes every control
  * character), so each line is the JSON exactly as PostgreSQL rendered it, never quoted or escaped.
  */
-function copyRowsSql(table: ExportedTable, tenantId: string): string {
+export function copyRowsSql(table: ExportedTable, tenantId: string): string {
   const cols = table.columns.map(quoteIdent).join(', ');
   const prefix = rowPrefix(table.name).replaceAll("'", "''");
   return (
@@ -109,7 +117,7 @@ class JsonRows {
       start = nl + 1;
     }
     if (start < chunk.length) this.carry = Buffer.concat([this.carry, chunk.subarray(start)]);
-    return out.length === 1 ? out[0] : Buffer.concat(out);
+    return Buffer.concat(out);
   }
 
   end(): void {
@@ -127,19 +135,29 @@ interface ExportState {
   failed: boolean;
 }
 
+class ExportStalled extends Error {
+  constructor(ms: number) {
+    super(`the reader took nothing for ${ms / 1000} s`);
+    this.name = 'ExportStalled';
+  }
+}
+
 /** Pulls from the generator only as fast as the reader reads; destroying it drops the connection at once. */
 class ExportStream extends Readable {
   private pumping = false;
+  private stallTimer?: NodeJS.Timeout;
   bytes = 0;
 
   constructor(
     private readonly source: AsyncGenerator<Buffer>,
     private readonly abandon: () => void,
+    private readonly stallTimeoutMs: number,
   ) {
     super();
   }
 
   override _read(): void {
+    clearTimeout(this.stallTimer);
     if (this.pumping) return;
     this.pumping = true;
     void this.pump();
@@ -155,15 +173,19 @@ class ExportStream extends Readable {
           return;
         }
         this.bytes += next.value.length;
-        if (next.value.length) this.push(next.value);
+        if (next.value.length && !this.push(next.value)) break;
       }
       this.pumping = false;
+      if (this.stallTimeoutMs > 0) {
+        this.stallTimer = setTimeout(() => this.destroy(new ExportStalled(this.stallTimeoutMs)), this.stallTimeoutMs).unref();
+      }
     } catch (err) {
       this.destroy(err as Error);
     }
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    clearTimeout(this.stallTimer);
     // The generator may be waiting on the server: cutting the connection ends that wait too.
     this.abandon();
     // Resumes a generator parked at a yield so that it reports the stop; a finished one just refuses.
@@ -219,12 +241,13 @@ export async function openTenantExport(runtime: DatabaseRuntime, route: TenantRo
   }
 
   const state: ExportState = { released: false, aborted: false, failed: false };
-  const stream = new ExportStream(produce(client, route.id, header, tables, options, state), () => {
+  const abandon = () => {
+    if (!state.failed) state.aborted = true;
     if (state.released) return;
     state.released = true;
-    if (!state.failed) state.aborted = true;
     client.connection.stream.destroy();
-  });
+  };
+  const stream = new ExportStream(produce(client, route.id, header, tables, options, state), abandon, options.stallTimeoutMs ?? 0);
   return {
     header,
     totals,
@@ -278,17 +301,21 @@ async function* produce(
     options.onComplete?.(manifest);
   } catch (err) {
     if (!state.aborted) state.failed = true;
+    const reason = err instanceof ExportStalled ? 'stalled' : state.aborted ? 'aborted' : 'error';
     options.onFailure?.({
       tenantId,
       format: options.format,
       table: current,
       rowsDone: totalRows,
-      reason: state.aborted ? 'aborted' : 'error',
-      error: state.aborted ? undefined : errorSummary(err),
+      reason,
+      error: reason === 'aborted' ? undefined : errorSummary(err),
     });
     throw err;
   }
 }
+
+/** How long an HTTP export waits for a client that reads nothing before it gives up. */
+export const HTTP_STALL_TIMEOUT_MS = 5 * 60_000;
 
 /** Tenant exports for platform admins: resolves the tenant, records who exported it, logs the outcome. */
 @Injectable()
@@ -307,10 +334,11 @@ export class ExportService {
     const started = Date.now();
     const exp = await openTenantExport(this.runtime, route, {
       format,
+      stallTimeoutMs: HTTP_STALL_TIMEOUT_MS,
       onFailure: (f) => {
         const entry = { ...f, requestId: actor.requestId, ms: Date.now() - started };
-        if (f.reason === 'aborted') this.logger.warn(entry, 'tenant export stopped: the reader went away');
-        else this.logger.error(entry, 'tenant export failed; the file has no manifest');
+        if (f.reason === 'error') this.logger.error(entry, 'tenant export failed; the file has no manifest');
+        else this.logger.warn(entry, `tenant export stopped: the reader ${f.reason === 'stalled' ? 'stopped reading' : 'went away'}`);
       },
       onComplete: (m) => this.logger.log({ tenantId, format, tables: m.tables, requestId: actor.requestId, ms: Date.now() - started }, 'tenant export finished'),
     });
