@@ -194,6 +194,44 @@ export class EnvironmentVariables {
   @Max(64)
   MIGRATION_CONCURRENCY = 4;
 
+  /** WorkOS (enterprise SSO and directory sync). Without an API key and client id, SSO is off. */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @IsString()
+  @MinLength(8, { message: 'WORKOS_API_KEY must be at least 8 characters' })
+  WORKOS_API_KEY?: string;
+
+  @Transform(emptyToUndefined)
+  @ValidateIf((env: EnvironmentVariables) => env.WORKOS_API_KEY !== undefined)
+  @IsString({ message: 'WORKOS_CLIENT_ID is required when WORKOS_API_KEY is set' })
+  @Matches(/^client_[A-Za-z0-9_]+$/, { message: 'WORKOS_CLIENT_ID must look like client_…' })
+  WORKOS_CLIENT_ID?: string;
+
+  /** Secret of the WorkOS webhook endpoint: deliveries are verified with it. */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @IsString()
+  @MinLength(8, { message: 'WORKOS_WEBHOOK_SECRET must be at least 8 characters' })
+  WORKOS_WEBHOOK_SECRET?: string;
+
+  /** Where WorkOS sends people back after sign-in: this app's /auth/sso/callback. */
+  @IsString()
+  @Matches(/^https?:\/\/[^\s]+$/, { message: 'WORKOS_REDIRECT_URI must be an http(s) URL' })
+  WORKOS_REDIRECT_URI = 'http://localhost:3000/auth/sso/callback';
+
+  /** Another WorkOS API host, e.g. the local stand-in: http://127.0.0.1:4010 (default: api.workos.com over HTTPS). */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @Matches(/^(https?:\/\/)?[a-zA-Z0-9.-]+(:\d{1,5})?\/?$/, { message: 'WORKOS_API_HOST must be host[:port] or http(s)://host[:port]' })
+  WORKOS_API_HOST?: string;
+
+  /** How long a sign-in may take between authorize and callback. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(30)
+  @Max(3600)
+  SSO_STATE_TTL_SECONDS = 600;
+
   /** Bench only: URL of a role that bypasses RLS, enabling the no-tenancy baseline route. */
   @Transform(emptyToUndefined)
   @IsOptional()
@@ -251,7 +289,21 @@ export interface AppConfig {
     waves: number[];
     concurrency: number;
   };
+  workos: {
+    apiKey?: string;
+    clientId?: string;
+    webhookSecret?: string;
+    redirectUri: string;
+    apiHost?: { hostname: string; port?: number; https: boolean };
+    stateTtlSeconds: number;
+  };
   benchBaselineUrl?: string;
+}
+
+function parseApiHost(value: string | undefined): AppConfig['workos']['apiHost'] {
+  if (!value) return undefined;
+  const url = new URL(/^https?:\/\//.test(value) ? value : `https://${value}`);
+  return { hostname: url.hostname, port: url.port ? Number(url.port) : undefined, https: url.protocol === 'https:' };
 }
 
 /** Validates an environment (process.env by default) and returns typed configuration, or throws naming each bad variable. */
@@ -305,6 +357,14 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       onStart: env.MIGRATE_ON_START,
       waves: env.MIGRATION_WAVES,
       concurrency: env.MIGRATION_CONCURRENCY,
+    },
+    workos: {
+      apiKey: env.WORKOS_API_KEY,
+      clientId: env.WORKOS_CLIENT_ID,
+      webhookSecret: env.WORKOS_WEBHOOK_SECRET,
+      redirectUri: env.WORKOS_REDIRECT_URI,
+      apiHost: parseApiHost(env.WORKOS_API_HOST),
+      stateTtlSeconds: env.SSO_STATE_TTL_SECONDS,
     },
     benchBaselineUrl: env.BENCH_BASELINE_DATABASE_URL,
   };

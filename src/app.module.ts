@@ -12,6 +12,7 @@ import { createValidationPipe } from './http/validation.js';
 import { LifecycleModule } from './lifecycle/lifecycle.module.js';
 import { OrganizationsModule } from './organizations/organizations.module.js';
 import { ProjectsModule } from './projects/projects.module.js';
+import { SsoModule } from './sso/sso.module.js';
 import type { DatabaseRuntime } from './tenancy/placements.js';
 import { TenancyModule } from './tenancy/tenancy.module.js';
 
@@ -48,6 +49,7 @@ export class AppModule {
         ProjectsModule,
         HealthModule,
         LifecycleModule,
+        SsoModule,
         ...(config.benchBaselineUrl ? [BenchModule.register(config.benchBaselineUrl, config.database.poolMax)] : []),
       ],
       providers: [

@@ -5,6 +5,8 @@ export interface AuthUser {
   id: string;
   email: string;
   platformAdmin: boolean;
+  /** The server-side session the token names (see SessionStore). */
+  sessionId: string;
 }
 
 export const CurrentUser = createParamDecorator((_: unknown, ctx: ExecutionContext): AuthUser => {

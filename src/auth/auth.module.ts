@@ -9,6 +9,8 @@ import { DevLoginController } from './dev-login.controller.js';
 import { JwtAuthGuard } from './jwt-auth.guard.js';
 import { JwtStrategy } from './jwt.strategy.js';
 import { PlatformAdminGuard } from './platform-admin.guard.js';
+import { SessionStore } from './session-store.service.js';
+import { SessionsController } from './sessions.controller.js';
 
 @Module({})
 export class AuthModule {
@@ -22,9 +24,9 @@ export class AuthModule {
           useFactory: (config: ConfigService<AppConfig, true>) => ({ secret: config.get('auth', { infer: true }).jwtSecret }),
         }),
       ],
-      controllers: options.devLogin ? [DevLoginController] : [],
-      providers: [AuthService, JwtStrategy, PlatformAdminGuard, { provide: APP_GUARD, useClass: JwtAuthGuard }],
-      exports: [AuthService, PlatformAdminGuard],
+      controllers: [SessionsController, ...(options.devLogin ? [DevLoginController] : [])],
+      providers: [AuthService, SessionStore, JwtStrategy, PlatformAdminGuard, { provide: APP_GUARD, useClass: JwtAuthGuard }],
+      exports: [AuthService, SessionStore, PlatformAdminGuard],
     };
   }
 }

@@ -1,5 +1,5 @@
 import { Body, Controller, HttpCode, Post } from '@nestjs/common';
-import { ApiBadRequestResponse, ApiOkResponse, ApiProperty, ApiTags } from '@nestjs/swagger';
+import { ApiBadRequestResponse, ApiForbiddenResponse, ApiOkResponse, ApiProperty, ApiTags } from '@nestjs/swagger';
 import { IsEmail, MaxLength } from 'class-validator';
 import { ErrorBodyDto } from '../http/error-body.dto.js';
 import { Public } from './auth-user.js';
@@ -36,7 +36,8 @@ export class DevLoginController {
   @HttpCode(200)
   @ApiOkResponse({ type: TokenDto })
   @ApiBadRequestResponse({ type: ErrorBodyDto })
+  @ApiForbiddenResponse({ type: ErrorBodyDto, description: 'SSO_REQUIRED: the email is on a verified domain of a tenant that enforces SSO' })
   login(@Body() dto: DevLoginDto): Promise<TokenDto> {
-    return this.auth.signIn(dto.email);
+    return this.auth.devSignIn(dto.email);
   }
 }

@@ -7,6 +7,7 @@ import type { AuthErrorCode } from '../auth/auth.errors.js';
 import type { LifecycleErrorCode } from '../lifecycle/lifecycle.errors.js';
 import type { OrganizationsErrorCode } from '../organizations/organizations.errors.js';
 import type { ProjectsErrorCode } from '../projects/projects.errors.js';
+import type { SsoErrorCode } from '../sso/sso.errors.js';
 import type { TenancyErrorCode } from '../tenancy/tenancy.errors.js';
 import { DomainError, HttpErrorCode } from './domain-error.js';
 
@@ -16,7 +17,8 @@ export type ErrorCode =
   | TenancyErrorCode
   | OrganizationsErrorCode
   | ProjectsErrorCode
-  | LifecycleErrorCode;
+  | LifecycleErrorCode
+  | SsoErrorCode;
 
 /** The one place codes become statuses; the compiler checks that every code has one. */
 export function statusFor(code: ErrorCode): number {
@@ -29,6 +31,9 @@ export function statusFor(code: ErrorCode): number {
     case 'SERVER_NOT_FOUND':
     case 'TIER_NOT_ALLOWED':
     case 'MOVE_SAME_PLACEMENT':
+    case 'SSO_STATE_INVALID':
+    case 'SSO_CODE_INVALID':
+    case 'WEBHOOK_SIGNATURE_INVALID':
       return 400;
     case 'UNAUTHENTICATED':
       return 401;
@@ -39,6 +44,10 @@ export function statusFor(code: ErrorCode): number {
     case 'OWNER_ROLE_RESTRICTED':
     case 'READ_ONLY':
     case 'TENANT_PENDING_DELETION':
+    case 'SSO_REQUIRED':
+    case 'SSO_ORGANIZATION_MISMATCH':
+    case 'SSO_EMAIL_DOMAIN_NOT_ALLOWED':
+    case 'SSO_IDP_INITIATED_NOT_ALLOWED':
       return 403;
     case 'ROUTE_NOT_FOUND':
     case 'TENANT_NOT_FOUND':
@@ -47,6 +56,8 @@ export function statusFor(code: ErrorCode): number {
     case 'TASK_NOT_FOUND':
     case 'MOVE_NOT_FOUND':
     case 'PURGE_RECEIPT_NOT_FOUND':
+    case 'SSO_NOT_LINKED':
+    case 'SSO_DOMAIN_NOT_FOUND':
       return 404;
     case 'CONFLICT':
     case 'TENANT_SLUG_TAKEN':
@@ -57,6 +68,8 @@ export function statusFor(code: ErrorCode): number {
     case 'MOVE_IN_PROGRESS':
     case 'MOVE_STATE_CONFLICT':
     case 'MIGRATION_VERSION_MISMATCH':
+    case 'SSO_ALREADY_LINKED':
+    case 'SSO_CONNECTION_INACTIVE':
       return 409;
     case 'PAYLOAD_TOO_LARGE':
       return 413;
@@ -71,6 +84,8 @@ export function statusFor(code: ErrorCode): number {
     case 'DATABASE_BUSY':
     case 'TENANT_WRITE_FROZEN':
     case 'TENANT_MOVED':
+    case 'SSO_NOT_CONFIGURED':
+    case 'SSO_PROVIDER_ERROR':
       return 503;
     case 'TENANT_CONTEXT_MISSING':
     case 'INTERNAL':

@@ -61,6 +61,7 @@ export class RoutingTable implements OnApplicationBootstrap, OnApplicationShutdo
   /** tenant id -> user id -> role: forgetting a tenant drops one entry, whatever the number of users. */
   private readonly roles = new Map<string, Map<string, Cached<Role | null>>>();
   private generation = 0;
+  private readonly subscribers = new Map<string, (msg: Record<string, unknown> | null) => void>();
   private listener?: pg.Client;
   private listening = false;
   private stopped = false;
@@ -132,6 +133,7 @@ export class RoutingTable implements OnApplicationBootstrap, OnApplicationShutdo
     this.generation++;
     this.routes.clear();
     this.roles.clear();
+    for (const handler of this.subscribers.values()) handler(null);
   }
 
   private cached<T>(map: Map<string, Cached<T>>, key: string, load: () => Promise<T>): T | Promise<T> {
@@ -149,11 +151,20 @@ export class RoutingTable implements OnApplicationBootstrap, OnApplicationShutdo
     });
   }
 
+  /**
+   * Lets another cache ride on this listener: `handler` gets the messages of its kind, and null
+   * whenever everything must be forgotten (the listener was lost, or a message was unreadable).
+   */
+  subscribe(kind: string, handler: (msg: Record<string, unknown> | null) => void): void {
+    this.subscribers.set(kind, handler);
+  }
+
   private onNotification(payload: string | undefined): void {
     try {
       const msg = JSON.parse(payload ?? '{}') as { kind?: string; tenantId?: string; userId?: string; slug?: string; oldSlug?: string };
       if (msg.kind === 'tenant') this.forgetTenant([msg.slug, msg.oldSlug], msg.tenantId);
       else if (msg.kind === 'membership' && msg.tenantId && msg.userId) this.forgetMembership(msg.tenantId, msg.userId);
+      else if (msg.kind && this.subscribers.has(msg.kind)) this.subscribers.get(msg.kind)!(msg);
       else this.forgetAll();
     } catch {
       this.forgetAll();

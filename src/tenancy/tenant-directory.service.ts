@@ -72,6 +72,16 @@ export class TenantDirectory {
     return { id: rows[0].id, email: rows[0].email, createdAt: rows[0].created_at };
   }
 
+  /** Whether a tenant enforces SSO for this (verified) email domain. */
+  async ssoEnforcedFor(domain: string): Promise<boolean> {
+    const rows = await this.pools.control().query<unknown[]>(
+      `SELECT 1 FROM control.sso_domains d JOIN control.sso_links l ON l.tenant_id = d.tenant_id
+        WHERE d.domain = $1 AND d.verified AND l.enforce_sso`,
+      [domain],
+    );
+    return rows.length > 0;
+  }
+
   async findUser(id: string): Promise<UserRecord | null> {
     const rows = await this.pools.control().query<Array<{ id: string; email: string; created_at: Date }>>(
       'SELECT id, email, created_at FROM control.users WHERE id = $1',

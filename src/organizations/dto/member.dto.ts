@@ -58,3 +58,8 @@ export class MeDto {
   @ApiProperty() platformAdmin!: boolean;
   @ApiProperty({ type: [MyTenantDto] }) tenants!: MyTenantDto[];
 }
+
+export class MyTenantListDto {
+  @ApiProperty({ type: [MyTenantDto] })
+  items!: MyTenantDto[];
+}

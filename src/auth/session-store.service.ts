@@ -1,0 +1,118 @@
+import { Injectable } from '@nestjs/common';
+import { ConfigService } from '@nestjs/config';
+import { v7 as uuidv7 } from 'uuid';
+import type { AppConfig } from '../../config/configuration.js';
+import { RoutingTable } from '../tenancy/routing-table.service.js';
+import type { Queryable } from '../tenancy/tenant-directory.service.js';
+import { TenantPools } from '../tenancy/tenant-pools.service.js';
+
+const MAX_CACHED = 200_000;
+
+export type SessionMethod = 'dev' | 'sso';
+
+interface CachedSession {
+  userId: string;
+  expiresAt: number;
+  revoked: boolean;
+  at: number;
+}
+
+interface SessionRow {
+  user_id: string;
+  expires_at: Date;
+  revoked_at: Date | null;
+}
+
+/**
+ * Server-side sessions: every token names one, and a request is accepted only while its session
+ * is neither expired nor revoked. Checks are cached in memory, so the common request pays a map
+ * lookup and no query; a revocation (logout, sign out everywhere, directory deprovisioning) is
+ * announced through the routing listener's NOTIFY and every instance drops it at once. While
+ * that listener is down nothing is cached, as for routes.
+ */
+@Injectable()
+export class SessionStore {
+  private readonly cache = new Map<string, CachedSession>();
+  private readonly ttlMs: number;
+  private generation = 0;
+
+  constructor(
+    private readonly pools: TenantPools,
+    private readonly routing: RoutingTable,
+    config: ConfigService<AppConfig, true>,
+  ) {
+    this.ttlMs = config.get('routingCacheTtlMs', { infer: true });
+    routing.subscribe('session', (msg) => {
+      this.generation++;
+      if (msg && typeof msg.sessionId === 'string') this.cache.delete(msg.sessionId);
+      else this.cache.clear();
+    });
+  }
+
+  /** Opens a session; `tenantId` is the tenant whose identity provider signed the user in (SSO). */
+  async create(userId: string, method: SessionMethod, ttlSeconds: number, tenantId: string | null = null, q: Queryable = this.pools.control()): Promise<{ id: string; expiresAt: Date }> {
+    const id = uuidv7();
+    const rows = await q.query<Array<{ expires_at: Date }>>(
+      `INSERT INTO control.sessions (id, user_id, method, tenant_id, expires_at)
+       VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) RETURNING expires_at`,
+      [id, userId, method, tenantId, ttlSeconds],
+    );
+    return { id, expiresAt: rows[0].expires_at };
+  }
+
+  /** Whether a session is usable by this user now: synchronous on a cache hit. */
+  isActive(sessionId: string, userId: string): boolean | Promise<boolean> {
+    const now = Date.now();
+    const hit = this.cache.get(sessionId);
+    if (hit && now - hit.at < this.ttlMs) return !hit.revoked && hit.userId === userId && hit.expiresAt > now;
+    const generation = this.generation;
+    return this.pools
+      .control()
+      .query<SessionRow[]>('SELECT user_id, expires_at, revoked_at FROM control.sessions WHERE id = $1', [sessionId])
+      .then((rows) => {
+        if (!rows.length) return false;
+        const entry = { userId: rows[0].user_id, expiresAt: rows[0].expires_at.getTime(), revoked: rows[0].revoked_at !== null, at: now };
+        // A revocation announced while we were reading wins over what we read.
+        if (this.routing.isListening() && generation === this.generation) {
+          if (this.cache.size >= MAX_CACHED) this.cache.clear();
+          this.cache.set(sessionId, entry);
+        }
+        return !entry.revoked && entry.userId === userId && entry.expiresAt > Date.now();
+      });
+  }
+
+  async revoke(sessionId: string, reason: string): Promise<boolean> {
+    const rows = await this.pools.control().query<Array<{ id: string }>>(
+      `UPDATE control.sessions SET revoked_at = now(), revoked_reason = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING id`,
+      [sessionId, reason],
+    );
+    this.forget(rows);
+    return rows.length > 0;
+  }
+
+  /** Sign out everywhere: every open session of the user. */
+  async revokeAllOf(userId: string, reason: string): Promise<number> {
+    const rows = await this.pools.control().query<Array<{ id: string }>>(
+      `UPDATE control.sessions SET revoked_at = now(), revoked_reason = $2 WHERE user_id = $1 AND revoked_at IS NULL RETURNING id`,
+      [userId, reason],
+    );
+    this.forget(rows);
+    return rows.length;
+  }
+
+  /** Deprovisioning: the sessions a tenant's identity provider opened for this user. */
+  async revokeForTenant(tenantId: string, userId: string, reason: string, q: Queryable = this.pools.control()): Promise<number> {
+    const rows = await q.query<Array<{ id: string }>>(
+      `UPDATE control.sessions SET revoked_at = now(), revoked_reason = $3
+        WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL RETURNING id`,
+      [tenantId, userId, reason],
+    );
+    this.forget(rows);
+    return rows.length;
+  }
+
+  private forget(rows: Array<{ id: string }>): void {
+    this.generation++;
+    for (const r of rows) this.cache.delete(r.id);
+  }
+}
