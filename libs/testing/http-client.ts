@@ -8,7 +8,7 @@ export interface TestResponse<T = any> {
 export class HttpClient {
   constructor(
     readonly baseUrl: string,
-    private readonly token?: string,
+    readonly token?: string,
     private readonly headers: Record<string, string> = {},
   ) {}
 

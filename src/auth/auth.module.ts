@@ -17,6 +17,8 @@ export class AuthModule {
   static register(options: { devLogin: boolean }): DynamicModule {
     return {
       module: AuthModule,
+      // Sign-in methods in other modules (SSO) issue sessions through AuthService.
+      global: true,
       imports: [
         PassportModule,
         JwtModule.registerAsync({

@@ -6,7 +6,6 @@ import { ExtractJwt, Strategy } from 'passport-jwt';
 import type { AppConfig } from '../../config/configuration.js';
 import { isUuid } from '../../libs/postgres/index.js';
 import type { AuthUser } from './auth-user.js';
-import { SessionStore } from './session-store.service.js';
 
 export const TOKEN_ISSUER = 'tenancy-platform';
 
@@ -22,10 +21,7 @@ interface TokenPayload {
 export class JwtStrategy extends PassportStrategy(Strategy, 'jwt') {
   private readonly admins: Set<string>;
 
-  constructor(
-    config: ConfigService<AppConfig, true>,
-    private readonly sessions: SessionStore,
-  ) {
+  constructor(config: ConfigService<AppConfig, true>) {
     const auth = config.get('auth', { infer: true });
     super({
       jwtFromRequest: ExtractJwt.fromAuthHeaderAsBearerToken(),
@@ -39,15 +35,12 @@ export class JwtStrategy extends PassportStrategy(Strategy, 'jwt') {
     this.admins = new Set(auth.platformAdminEmails);
   }
 
-  /** A valid signature is not enough: the token's session must still be open (not revoked, not expired). */
-  validate(payload: TokenPayload): AuthUser | false | Promise<AuthUser | false> {
+  /** A valid signature and well-formed claims; whether the session is still open is JwtAuthGuard's check. */
+  validate(payload: TokenPayload): AuthUser | false {
     if (!isUuid(payload.sub) || typeof payload.email !== 'string' || !isUuid(payload.sid)) return false;
     // Admin rights are read from configuration on every request, so removing an email revokes them;
     // and never come from an identity provider, whatever email it asserts.
     const platformAdmin = payload.amr !== 'sso' && this.admins.has(payload.email.toLowerCase());
-    const user: AuthUser = { id: payload.sub, email: payload.email, platformAdmin, sessionId: payload.sid };
-    const active = this.sessions.isActive(payload.sid, payload.sub);
-    if (active instanceof Promise) return active.then((ok) => (ok ? user : false));
-    return active ? user : false;
+    return { id: payload.sub, email: payload.email, platformAdmin, sessionId: payload.sid };
   }
 }

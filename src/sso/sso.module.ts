@@ -1,6 +1,9 @@
 import { Module } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import type { AppConfig } from '../../config/configuration.js';
+import { SsoAuthController } from './sso-auth.controller.js';
+import { SsoController } from './sso.controller.js';
+import { SsoService } from './sso.service.js';
 import { createWorkOS, WORKOS } from './workos.client.js';
 
 /**
@@ -9,14 +12,15 @@ import { createWorkOS, WORKOS } from './workos.client.js';
  * webhooks that deprovision people the minute IT removes them.
  */
 @Module({
-  controllers: [],
+  controllers: [SsoController, SsoAuthController],
   providers: [
+    SsoService,
     {
       provide: WORKOS,
       inject: [ConfigService],
       useFactory: (config: ConfigService<AppConfig, true>) => createWorkOS(config.get('workos', { infer: true })),
     },
   ],
-  exports: [WORKOS],
+  exports: [WORKOS, SsoService],
 })
 export class SsoModule {}
