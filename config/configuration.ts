@@ -219,6 +219,26 @@ export class EnvironmentVariables {
   @Matches(/^https?:\/\/[^\s]+$/, { message: 'WORKOS_REDIRECT_URI must be an http(s) URL' })
   WORKOS_REDIRECT_URI = 'http://localhost:3000/auth/sso/callback';
 
+  /** How often each app instance looks for due WorkOS events (retries, and events another instance stored); 0: never (the CLI drains them). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  WORKOS_EVENTS_POLL_MS = 5_000;
+
+  /** Attempts at processing one WorkOS event before it is marked failed. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(50)
+  WORKOS_EVENTS_MAX_ATTEMPTS = 8;
+
+  /** Delay before the first retry of a WorkOS event; it doubles with every attempt (at most 10 minutes). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(10)
+  @Max(600_000)
+  WORKOS_EVENTS_RETRY_BASE_MS = 1_000;
+
   /** Another WorkOS API host, e.g. the local stand-in: http://127.0.0.1:4010 (default: api.workos.com over HTTPS). */
   @Transform(emptyToUndefined)
   @IsOptional()
@@ -231,6 +251,12 @@ export class EnvironmentVariables {
   @Min(30)
   @Max(3600)
   SSO_STATE_TTL_SECONDS = 600;
+
+  /** Bench only (with BENCH_BASELINE_DATABASE_URL): accept any validly signed token without checking its session, to measure what the check costs. */
+  @Transform(toBool)
+  @IsOptional()
+  @IsBoolean({ message: 'BENCH_SKIP_SESSION_CHECK must be true or false' })
+  BENCH_SKIP_SESSION_CHECK?: boolean;
 
   /** Bench only: URL of a role that bypasses RLS, enabling the no-tenancy baseline route. */
   @Transform(emptyToUndefined)
@@ -296,8 +322,11 @@ export interface AppConfig {
     redirectUri: string;
     apiHost?: { hostname: string; port?: number; https: boolean };
     stateTtlSeconds: number;
+    /** Processing of stored webhook and reconciled events (see DirectorySyncProcessor). */
+    events: { pollMs: number; maxAttempts: number; retryBaseMs: number };
   };
   benchBaselineUrl?: string;
+  benchSkipSessionCheck: boolean;
 }
 
 function parseApiHost(value: string | undefined): AppConfig['workos']['apiHost'] {
@@ -316,6 +345,9 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   const isProd = env.NODE_ENV === 'production';
   if (isProd && env.DEV_LOGIN_ENABLED === true) {
     problems.push('DEV_LOGIN_ENABLED: the development login cannot be enabled when NODE_ENV=production');
+  }
+  if (env.BENCH_SKIP_SESSION_CHECK && !env.BENCH_BASELINE_DATABASE_URL) {
+    problems.push('BENCH_SKIP_SESSION_CHECK: only for benchmarks, together with BENCH_BASELINE_DATABASE_URL');
   }
   if (env.DATABASE_SECONDARY_URL && !env.DATABASE_URL) {
     problems.push('DATABASE_SECONDARY_URL: set DATABASE_URL too (a secondary server needs a primary)');
@@ -365,8 +397,10 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       redirectUri: env.WORKOS_REDIRECT_URI,
       apiHost: parseApiHost(env.WORKOS_API_HOST),
       stateTtlSeconds: env.SSO_STATE_TTL_SECONDS,
+      events: { pollMs: env.WORKOS_EVENTS_POLL_MS, maxAttempts: env.WORKOS_EVENTS_MAX_ATTEMPTS, retryBaseMs: env.WORKOS_EVENTS_RETRY_BASE_MS },
     },
     benchBaselineUrl: env.BENCH_BASELINE_DATABASE_URL,
+    benchSkipSessionCheck: env.BENCH_SKIP_SESSION_CHECK === true && env.BENCH_BASELINE_DATABASE_URL !== undefined,
   };
 }
 

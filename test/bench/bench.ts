@@ -12,7 +12,7 @@
  * BENCH_SCOPES ("singleton,durable,request"), BENCH_MAX_CONNECTIONS (80).
  */
 import autocannon from 'autocannon';
-import { spawn, ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +21,7 @@ import pg from 'pg';
 import { fromRoot } from '../../config/paths.js';
 import { ensureDatabase, ensurePlatformRoles, startEmbeddedCluster, tenantObjectName } from '../../libs/postgres/index.js';
 import { freePort, HttpClient } from '../../libs/testing/index.js';
+import { mintSession, startApp, stopApp } from './app-process.js';
 
 const TENANTS = Number(process.env.BENCH_TENANTS ?? 1000);
 const DURATION = Number(process.env.BENCH_DURATION ?? 8);
@@ -102,14 +103,14 @@ async function main(): Promise<void> {
         NODE_ENV: 'production',
         DEV_LOGIN_ENABLED: 'false',
       };
-      app = await startApp(port, env);
+      app = await startApp(port, env, APP_NODE_FLAGS);
       const http = new HttpClient(`http://127.0.0.1:${port}`);
       if (i === 0) {
         // Production mode has no development login: the bench mints its tokens with the same secret.
         tenants = await provision(http, env.JWT_SECRET, ports, superPw);
         await grantBaseline(su(ports[0], 'tenancy'));
       }
-      const token = await mint(env.JWT_SECRET, BENCH_USER);
+      const token = await mint(env.JWT_SECRET, BENCH_USER, ports, superPw);
       await runScope(scope, port, token, tenants, ports, superPw, results, app.pid!);
       await stopApp(app);
       app = undefined;
@@ -122,38 +123,14 @@ async function main(): Promise<void> {
   report(results);
 }
 
-async function startApp(port: number, env: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [...APP_NODE_FLAGS, fromRoot('dist', 'src', 'main.js')], {
-    env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr?.on('data', (d) => (stderr += String(d)));
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`app exited: ${stderr}`);
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}/health/live`);
-      if (res.ok) return child;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 200));
+async function mint(secret: string, email: string, ports: number[], superPw: string): Promise<string> {
+  const db = new pg.Client({ host: '127.0.0.1', port: ports[0], user: 'postgres', password: superPw, database: 'tenancy' });
+  await db.connect();
+  try {
+    return await mintSession(db, secret, benchUserId!, email);
+  } finally {
+    await db.end();
   }
-  throw new Error(`app did not start: ${stderr}`);
-}
-
-async function stopApp(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-  if (child.exitCode === null) child.kill('SIGKILL');
-}
-
-async function mint(secret: string, email: string): Promise<string> {
-  const { JwtService } = await import('@nestjs/jwt');
-  return new JwtService({ secret }).signAsync({ sub: benchUserId!, email }, { issuer: 'tenancy-platform', expiresIn: 3600, algorithm: 'HS256' });
 }
 
 let benchUserId: string | undefined;
@@ -167,10 +144,7 @@ async function provision(http: HttpClient, secret: string, ports: number[], supe
       `INSERT INTO control.users (id, email) VALUES (gen_random_uuid(), 'admin@bench.test') RETURNING id`,
     )
   ).rows[0].id as string;
-  const { JwtService } = await import('@nestjs/jwt');
-  const jwt = new JwtService({ secret });
-  const adminToken = await jwt.signAsync({ sub: adminId, email: 'admin@bench.test' }, { issuer: 'tenancy-platform', expiresIn: 3600 });
-  const admin = http.as(adminToken);
+  const admin = http.as(await mintSession(adminDb, secret, adminId, 'admin@bench.test'));
   const plan: Array<Tenant['tier']> = [
     ...Array<Tenant['tier']>(DEDICATED_TENANTS).fill('dedicated'),
     ...Array<Tenant['tier']>(SCHEMA_TENANTS).fill('schema'),

@@ -43,6 +43,7 @@ describe('loadConfig', () => {
       lifecycle: { deletionGraceDays: 30, sweepIntervalMs: 60_000, moveCleanupDelaySeconds: 3600, moveFreezeWaitMs: 10_000, moveBatchRows: 50_000 },
       migrations: { onStart: true, waves: [1, 10], concurrency: 4 },
       workos: { redirectUri: 'http://localhost:3000/auth/sso/callback', stateTtlSeconds: 600 },
+      benchSkipSessionCheck: false,
     });
   });
 
@@ -54,6 +55,11 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ WORKOS_API_KEY: 'sk_test_abcdefgh' })).toThrow(/WORKOS_CLIENT_ID is required when WORKOS_API_KEY is set/);
     expect(() => loadConfig({ WORKOS_REDIRECT_URI: 'not a url' })).toThrow(/WORKOS_REDIRECT_URI must be an http\(s\) URL/);
     expect(() => loadConfig({ WORKOS_API_HOST: 'http://x y' })).toThrow(/WORKOS_API_HOST/);
+  });
+
+  it('refuses to skip session checks outside a benchmark', () => {
+    expect(() => loadConfig({ BENCH_SKIP_SESSION_CHECK: 'true' })).toThrow(/BENCH_SKIP_SESSION_CHECK: only for benchmarks/);
+    expect(loadConfig({ BENCH_SKIP_SESSION_CHECK: 'true', BENCH_BASELINE_DATABASE_URL: 'postgres://x@y/z' }).benchSkipSessionCheck).toBe(true);
   });
 
   it('reads the lifecycle and rollout settings, and names a bad one', () => {
