@@ -239,7 +239,7 @@ export class EnvironmentVariables {
   @Max(600_000)
   WORKOS_EVENTS_RETRY_BASE_MS = 1_000;
 
-  /** Another WorkOS API host, e.g. the local stand-in: http://127.0.0.1:4010 (default: api.workos.com over HTTPS). */
+  /** Another WorkOS API host, e.g. the local stand-in 127.0.0.1:8484 (a bare host is HTTPS, except on loopback; default: api.workos.com). */
   @Transform(emptyToUndefined)
   @IsOptional()
   @Matches(/^(https?:\/\/)?[a-zA-Z0-9.-]+(:\d{1,5})?\/?$/, { message: 'WORKOS_API_HOST must be host[:port] or http(s)://host[:port]' })
@@ -331,7 +331,9 @@ export interface AppConfig {
 
 function parseApiHost(value: string | undefined): AppConfig['workos']['apiHost'] {
   if (!value) return undefined;
-  const url = new URL(/^https?:\/\//.test(value) ? value : `https://${value}`);
+  // A bare host means HTTPS, except on loopback (the local stand-in), where it means plain HTTP.
+  const loopback = /^(127\.0\.0\.1|localhost|\[::1\])(:|$)/.test(value);
+  const url = new URL(/^https?:\/\//.test(value) ? value : `${loopback ? 'http' : 'https'}://${value}`);
   return { hostname: url.hostname, port: url.port ? Number(url.port) : undefined, https: url.protocol === 'https:' };
 }
 

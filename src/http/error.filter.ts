@@ -207,7 +207,7 @@ export function frameworkErrorBody(error: { statusCode?: number }, requestId: st
 }
 
 /** 503s that are part of normal operation (a busy database, a move's cutover): warnings, not errors. */
-const EXPECTED_UNAVAILABLE = new Set<ErrorCode>(['DATABASE_BUSY', 'TENANT_WRITE_FROZEN', 'TENANT_MOVED', 'TENANT_UNAVAILABLE']);
+const EXPECTED_UNAVAILABLE = new Set<ErrorCode>(['DATABASE_BUSY', 'TENANT_WRITE_FROZEN', 'TENANT_MOVED', 'TENANT_UNAVAILABLE', 'SSO_NOT_CONFIGURED', 'SSO_PROVIDER_ERROR']);
 
 @Catch()
 export class ErrorFilter implements ExceptionFilter {

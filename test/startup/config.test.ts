@@ -42,7 +42,7 @@ describe('loadConfig', () => {
       tenantProviderScope: 'singleton',
       lifecycle: { deletionGraceDays: 30, sweepIntervalMs: 60_000, moveCleanupDelaySeconds: 3600, moveFreezeWaitMs: 10_000, moveBatchRows: 50_000 },
       migrations: { onStart: true, waves: [1, 10], concurrency: 4 },
-      workos: { redirectUri: 'http://localhost:3000/auth/sso/callback', stateTtlSeconds: 600 },
+      workos: { redirectUri: 'http://localhost:3000/auth/sso/callback', stateTtlSeconds: 600, events: { pollMs: 5000, maxAttempts: 8, retryBaseMs: 1000 } },
       benchSkipSessionCheck: false,
     });
   });
@@ -52,6 +52,7 @@ describe('loadConfig', () => {
     const c = loadConfig({ WORKOS_API_KEY: 'sk_test_abcdefgh', WORKOS_CLIENT_ID: 'client_abc', WORKOS_API_HOST: 'http://127.0.0.1:4010' });
     expect(c.workos).toMatchObject({ apiKey: 'sk_test_abcdefgh', clientId: 'client_abc', apiHost: { hostname: '127.0.0.1', port: 4010, https: false } });
     expect(loadConfig({ WORKOS_API_HOST: 'api.example.test' }).workos.apiHost).toEqual({ hostname: 'api.example.test', port: undefined, https: true });
+    expect(loadConfig({ WORKOS_API_HOST: '127.0.0.1:8484' }).workos.apiHost).toEqual({ hostname: '127.0.0.1', port: 8484, https: false });
     expect(() => loadConfig({ WORKOS_API_KEY: 'sk_test_abcdefgh' })).toThrow(/WORKOS_CLIENT_ID is required when WORKOS_API_KEY is set/);
     expect(() => loadConfig({ WORKOS_REDIRECT_URI: 'not a url' })).toThrow(/WORKOS_REDIRECT_URI must be an http\(s\) URL/);
     expect(() => loadConfig({ WORKOS_API_HOST: 'http://x y' })).toThrow(/WORKOS_API_HOST/);
