@@ -111,6 +111,14 @@ export class SessionStore {
     return rows.length;
   }
 
+  /** Forgets sessions that ended a week ago or more (the sweeper's step); their tokens expired long since. */
+  async purgeEnded(): Promise<number> {
+    const rows = await this.pools.control().query<Array<{ id: string }>>(
+      `DELETE FROM control.sessions WHERE expires_at < now() - interval '7 days' OR revoked_at < now() - interval '7 days' RETURNING id`,
+    );
+    return rows.length;
+  }
+
   private forget(rows: Array<{ id: string }>): void {
     this.generation++;
     for (const r of rows) this.cache.delete(r.id);

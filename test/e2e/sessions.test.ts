@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { createHmac } from 'node:crypto';
 import pg from 'pg';
 import { ownerUrl } from '../../libs/testing/index.js';
+import { SessionStore } from '../../src/auth/session-store.service.js';
 import { createTenant, TenantFixture, uniqueSlug } from '../support/factories.js';
 import { startTestApp, TestApp } from '../support/test-app.js';
 
@@ -108,6 +109,23 @@ describe('sessions', () => {
     const expired = await two.http.as(forge({ sub: me, email: tenant.ownerEmail, sid: session.id })).get('/me');
     expect(expired.status).toBe(401);
     expect(expired.body.message).toMatch(/session has ended/);
+  });
+});
+
+describe('forgetting ended sessions', () => {
+  it('deletes sessions ended a week ago or more, and no other', async () => {
+    const s = await one.login(`old@${uniqueSlug('x')}.test`);
+    const me = (await s.get('/me')).body.id as string;
+    await owner(
+      `INSERT INTO control.sessions (id, user_id, method, expires_at, created_at) VALUES
+         (gen_random_uuid(), $1, 'dev', now() - interval '8 days', now() - interval '9 days'),
+         (gen_random_uuid(), $1, 'dev', now() - interval '6 days', now() - interval '7 days')`,
+      [me],
+    );
+    expect(await one.app.get(SessionStore).purgeEnded()).toBeGreaterThanOrEqual(1);
+    const left = await owner<{ expired: boolean }>('SELECT expires_at < now() AS expired FROM control.sessions WHERE user_id = $1 ORDER BY expires_at', [me]);
+    expect(left.map((r) => r.expired)).toEqual([true, false]);
+    expect((await s.get('/me')).status).toBe(200);
   });
 });
 
