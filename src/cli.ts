@@ -7,6 +7,7 @@ import { migrationsCommand } from './cli/migrations.command.js';
 import { movesCommand } from './cli/moves.command.js';
 import { note } from './cli/output.js';
 import { serversCommand } from './cli/servers.command.js';
+import { ssoCommand } from './cli/sso.command.js';
 import { tenantsCommand } from './cli/tenants.command.js';
 import { DomainError } from './http/domain-error.js';
 import { UnsafeRuntimeRoleError } from './tenancy/infrastructure.js';
@@ -32,6 +33,7 @@ Examples:
   $ npm run cli -- tenants suspend acme --reason "invoice 2026-031 unpaid"
   $ npm run cli -- tenants purge --due
   $ npm run cli -- servers list
+  $ npm run cli -- sso reconcile
   $ npm run cli -- tenants create --help
 
 Configuration is the app's: the environment and ./.env (DATABASE_URL, DATABASE_SECONDARY_URL,
@@ -45,6 +47,7 @@ Exit codes: 0 success, 1 failure, 2 bad usage.`,
   cli.addCommand(tenantsCommand());
   cli.addCommand(movesCommand());
   cli.addCommand(serversCommand());
+  cli.addCommand(ssoCommand());
   // Subcommands added as objects do not inherit these settings.
   const inherit = (c: Command): void => {
     c.exitOverride().showHelpAfterError('(add --help for usage)');

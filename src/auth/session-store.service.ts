@@ -83,7 +83,8 @@ export class SessionStore {
 
   async revoke(sessionId: string, reason: string): Promise<boolean> {
     const rows = await this.pools.control().query<Array<{ id: string }>>(
-      `UPDATE control.sessions SET revoked_at = now(), revoked_reason = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING id`,
+      // In a WITH: TypeORM answers [rows, count] for a bare UPDATE ... RETURNING.
+      `WITH r AS (UPDATE control.sessions SET revoked_at = now(), revoked_reason = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING id) SELECT id FROM r`,
       [sessionId, reason],
     );
     this.forget(rows);
@@ -93,7 +94,7 @@ export class SessionStore {
   /** Sign out everywhere: every open session of the user. */
   async revokeAllOf(userId: string, reason: string): Promise<number> {
     const rows = await this.pools.control().query<Array<{ id: string }>>(
-      `UPDATE control.sessions SET revoked_at = now(), revoked_reason = $2 WHERE user_id = $1 AND revoked_at IS NULL RETURNING id`,
+      `WITH r AS (UPDATE control.sessions SET revoked_at = now(), revoked_reason = $2 WHERE user_id = $1 AND revoked_at IS NULL RETURNING id) SELECT id FROM r`,
       [userId, reason],
     );
     this.forget(rows);
@@ -103,8 +104,8 @@ export class SessionStore {
   /** Deprovisioning: the sessions a tenant's identity provider opened for this user. */
   async revokeForTenant(tenantId: string, userId: string, reason: string, q: Queryable = this.pools.control()): Promise<number> {
     const rows = await q.query<Array<{ id: string }>>(
-      `UPDATE control.sessions SET revoked_at = now(), revoked_reason = $3
-        WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL RETURNING id`,
+      `WITH r AS (UPDATE control.sessions SET revoked_at = now(), revoked_reason = $3
+                  WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL RETURNING id) SELECT id FROM r`,
       [tenantId, userId, reason],
     );
     this.forget(rows);
@@ -114,7 +115,7 @@ export class SessionStore {
   /** Forgets sessions that ended a week ago or more (the sweeper's step); their tokens expired long since. */
   async purgeEnded(): Promise<number> {
     const rows = await this.pools.control().query<Array<{ id: string }>>(
-      `DELETE FROM control.sessions WHERE expires_at < now() - interval '7 days' OR revoked_at < now() - interval '7 days' RETURNING id`,
+      `WITH r AS (DELETE FROM control.sessions WHERE expires_at < now() - interval '7 days' OR revoked_at < now() - interval '7 days' RETURNING id) SELECT id FROM r`,
     );
     return rows.length;
   }

@@ -48,6 +48,7 @@ export function statusFor(code: ErrorCode): number {
     case 'SSO_ORGANIZATION_MISMATCH':
     case 'SSO_EMAIL_DOMAIN_NOT_ALLOWED':
     case 'SSO_IDP_INITIATED_NOT_ALLOWED':
+    case 'SSO_USER_DEPROVISIONED':
       return 403;
     case 'ROUTE_NOT_FOUND':
     case 'TENANT_NOT_FOUND':

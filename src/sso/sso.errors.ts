@@ -14,6 +14,8 @@ export type SsoErrorCode =
   | 'SSO_ORGANIZATION_MISMATCH'
   /** The profile's email is not on one of the tenant's verified domains. */
   | 'SSO_EMAIL_DOMAIN_NOT_ALLOWED'
+  /** The tenant's directory has deprovisioned this person: no sign-in until it provisions them again. */
+  | 'SSO_USER_DEPROVISIONED'
   /** A sign-in started at the identity provider, which the tenant does not allow. */
   | 'SSO_IDP_INITIATED_NOT_ALLOWED'
   /** WorkOS refused the authorization code (bad, used or expired). */

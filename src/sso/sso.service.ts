@@ -330,19 +330,27 @@ export class SsoService {
     }
     const policy: RoleMappingPolicy = { mapping: link.roleMapping, defaultRole: link.defaultRole };
     const claims = { role: profile.role?.slug ?? null, roles: (profile.roles ?? []).map((r) => r.slug), groups: profile.groups ?? [] };
-    const role = mapRole(policy, claims);
+    let role: Role = mapRole(policy, claims);
     const user = await this.pools.control().transaction(async (m) => {
-      const known = await m.query<Array<{ user_id: string }>>(
-        'SELECT user_id FROM control.sso_identities WHERE workos_organization_id = $1 AND idp_id = $2',
+      const known = await m.query<Array<{ user_id: string; state: string; directory_user_id: string | null; idp_groups: string[] }>>(
+        'SELECT user_id, state, directory_user_id, idp_groups FROM control.sso_identities WHERE workos_organization_id = $1 AND idp_id = $2 FOR UPDATE',
         [link.organizationId, profile.idpId],
       );
-      const person = known.length ? await this.userById(m, known[0].user_id) : await this.directory.ensureUser(email, m);
+      const identity = known[0];
+      // The directory has the last word on who works there: a sign-in does not undo a deprovisioning,
+      // and the groups it syncs count together with the ones the SAML profile carries.
+      if (identity?.directory_user_id && identity.state !== 'active') {
+        throw new SsoError('SSO_USER_DEPROVISIONED', `your company's directory has removed your access to '${tenant.slug}'`);
+      }
+      const groups = identity?.directory_user_id ? [...new Set([...identity.idp_groups, ...claims.groups])] : claims.groups;
+      role = mapRole(policy, { ...claims, groups });
+      const person = identity ? await this.userById(m, identity.user_id) : await this.directory.ensureUser(email, m);
       await m.query(
         `INSERT INTO control.sso_identities (workos_organization_id, idp_id, tenant_id, user_id, idp_role, idp_groups, state)
          VALUES ($1, $2, $3, $4, $5, $6, 'active')
          ON CONFLICT (workos_organization_id, idp_id) DO UPDATE
-           SET idp_role = EXCLUDED.idp_role, idp_groups = EXCLUDED.idp_groups, state = 'active', updated_at = now()`,
-        [link.organizationId, profile.idpId, tenant.id, person.id, claims.role, claims.groups],
+           SET idp_role = EXCLUDED.idp_role, idp_groups = EXCLUDED.idp_groups, updated_at = now()`,
+        [link.organizationId, profile.idpId, tenant.id, person.id, claims.role, groups],
       );
       await recordPlatformEvent(m, {
         actorKind: 'user',

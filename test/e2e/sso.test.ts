@@ -179,6 +179,22 @@ describe('refused sign-ins', () => {
     expect(accepted.body.tenant.slug).toBe(a.tenant.slug);
   });
 
+  it('refuses a person the tenant\'s directory has deprovisioned, until it provisions them again', async () => {
+    const email = `gone@${a.domain}`;
+    await standIn.queueProfiles(a.org, { email, idp_id: 'idp-gone' });
+    const first = await callback(await startSignIn(`org=${a.tenant.slug}`));
+    expect(first.status).toBe(200);
+    // As directory sync leaves it (see directory-sync.test.ts): the identity is the directory's, and inactive.
+    await control(`UPDATE control.sso_identities SET directory_user_id = 'directory_user_gone', state = 'inactive' WHERE idp_id = 'idp-gone'`);
+    await standIn.queueProfiles(a.org, { email, idp_id: 'idp-gone' });
+    const refused = await callback(await startSignIn(`org=${a.tenant.slug}`));
+    expect(refused.status).toBe(403);
+    expect(refused.body.code).toBe('SSO_USER_DEPROVISIONED');
+    await control(`UPDATE control.sso_identities SET state = 'active' WHERE idp_id = 'idp-gone'`);
+    await standIn.queueProfiles(a.org, { email, idp_id: 'idp-gone' });
+    expect((await callback(await startSignIn(`org=${a.tenant.slug}`))).status).toBe(200);
+  });
+
   it('400 for malformed queries, naming the field', async () => {
     for (const [path, field] of [
       ['/auth/sso/authorize', 'email'],
