@@ -5,9 +5,9 @@
  * processes, production mode): one as shipped (every request's session checked: a cache hit after
  * the first) and one with BENCH_SKIP_SESSION_CHECK (a valid signature is enough). Both serve the
  * tenant list "GET /orgs/:slug/projects?limit=20" of a shared tenant with 20 projects; autocannon
- * measures them in turns (A B A B A B, the idle one costs nothing), and the ratio of the medians
+ * measures them in turns (A B, B A, ... so that order favours neither; the idle one costs nothing), and the ratio of the medians
  * is the result. Target: ≥ 0.95. Options (environment): BENCH_DURATION (5 s), BENCH_CONNECTIONS (32),
- * BENCH_ROUNDS (3).
+ * BENCH_ROUNDS (6).
  */
 import autocannon from 'autocannon';
 import type { ChildProcess } from 'node:child_process';
@@ -22,7 +22,7 @@ import { mintSession, startApp, stopApp } from './app-process.js';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -74,11 +74,13 @@ async function main(): Promise<void> {
     const path = '/orgs/bench-sessions/projects?limit=20';
     const rps: Record<'with' | 'without', number[]> = { with: [], without: [] };
     for (const [variant, p] of [['with', portA], ['without', portB]] as const) {
-      await autocannon({ url: `http://127.0.0.1:${p}${path}`, connections: CONNECTIONS, duration: 1, headers: { authorization: `Bearer ${token}` } });
+      await autocannon({ url: `http://127.0.0.1:${p}${path}`, connections: CONNECTIONS, duration: 3, headers: { authorization: `Bearer ${token}` } });
       log(`warmed up ${variant}`);
     }
+    const variants = [['with', portA], ['without', portB]] as const;
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const [variant, p] of [['with', portA], ['without', portB]] as const) {
+      // A B, then B A: neither variant always runs on a machine the other has just warmed.
+      for (const [variant, p] of round % 2 ? variants : [...variants].reverse()) {
         const r = await autocannon({ url: `http://127.0.0.1:${p}${path}`, connections: CONNECTIONS, duration: DURATION, headers: { authorization: `Bearer ${token}` } });
         if (r.non2xx || r.errors) throw new Error(`${variant}: ${r.non2xx} non-2xx, ${r.errors} errors`);
         rps[variant].push(r.requests.average);
