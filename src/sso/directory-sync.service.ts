@@ -25,6 +25,8 @@ export const DIRECTORY_EVENTS = [
   'connection.deleted',
   'dsync.activated',
   'dsync.deleted',
+  'organization_domain.verified',
+  'organization_domain.verification_failed',
 ] as const;
 
 export interface Outcome {
@@ -122,6 +124,9 @@ export class DirectorySyncService {
         return this.setLinkState(e, 'directory_state', 'active');
       case 'dsync.deleted':
         return this.setLinkState(e, 'directory_state', 'none');
+      case 'organization_domain.verified':
+      case 'organization_domain.verification_failed':
+        return this.setDomainState(e, p.data as { domain?: unknown }, p.event === 'organization_domain.verified');
       default:
         return ignored(`${p.event} is not used by directory sync`);
     }
@@ -270,6 +275,37 @@ export class DirectorySyncService {
     }
     await this.audit(e, link, person.userId, 'sso.directory_member_deprovisioned', { directoryUserId: user.id, reason, membership, sessionsRevoked });
     return processed(membership === 'kept_last_owner' ? 'the last owner keeps the membership; their sessions were revoked' : null);
+  }
+
+  /**
+   * The customer's IT verified (or failed to verify) a domain in the Admin Portal: only verified
+   * domains route sign-ins and enforce SSO. A domain another tenant holds stays that tenant's.
+   */
+  private async setDomainState(e: ClaimedEvent, data: { domain?: unknown }, verified: boolean): Promise<Outcome> {
+    const link = await this.linkOf(e.organizationId);
+    if (!link) return ignored(`organization ${e.organizationId ?? '(none)'} is not linked to a tenant`);
+    if (typeof data.domain !== 'string' || !data.domain) return ignored('the event names no domain');
+    const domain = data.domain.toLowerCase();
+    return this.pools.control().transaction(async (m) => {
+      const rows = await m.query<Array<{ domain: string }>>(
+        `INSERT INTO control.sso_domains (domain, tenant_id, verified) VALUES ($1, $2, $3)
+         ON CONFLICT (domain) DO UPDATE SET verified = EXCLUDED.verified, updated_at = now()
+           WHERE sso_domains.tenant_id = EXCLUDED.tenant_id AND sso_domains.verified IS DISTINCT FROM EXCLUDED.verified
+         RETURNING domain`,
+        [domain, link.tenantId, verified],
+      );
+      if (!rows.length) return processed();
+      await recordPlatformEvent(m, {
+        actorKind: DIRECTORY_SYNC_ACTOR.kind,
+        actorId: DIRECTORY_SYNC_ACTOR.id,
+        action: 'sso.domain_verification_changed',
+        tenantId: link.tenantId,
+        targetType: 'domain',
+        targetId: domain,
+        metadata: { eventId: e.id, event: e.event, verified },
+      });
+      return processed();
+    });
   }
 
   private async setLinkState(e: ClaimedEvent, column: 'connection_state' | 'directory_state', state: 'active' | 'inactive' | 'none'): Promise<Outcome> {

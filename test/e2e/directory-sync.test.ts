@@ -424,6 +424,22 @@ describe('connections', () => {
   });
 });
 
+describe('domain verification', () => {
+  it('marks a domain verified when IT verifies it in the Admin Portal, so sign-ins route to the tenant', async () => {
+    const tenant = await createTenant(t, { tier: 'shared' });
+    const domain = `${tenant.slug}.example.com`;
+    const linked = await tenant.owner.post(`/orgs/${tenant.slug}/sso`, { domains: [domain] });
+    expect(linked.body.domains).toEqual([{ domain, verified: false }]);
+    expect((await t.http.get(`/auth/sso/authorize?email=someone%40${domain}`)).status).toBe(404);
+    await standIn.verifyDomain(linked.body.workosOrganizationId, domain);
+    const [event] = (await standIn.events('organization_domain.verified')).slice(-1);
+    expect(await settled(event.id)).toMatchObject({ status: 'processed' });
+    const rows = await owner.query('SELECT verified FROM control.sso_domains WHERE domain = $1', [domain]);
+    expect(rows.rows).toEqual([{ verified: true }]);
+    expect(await auditFor(event.id)).toEqual([expect.objectContaining({ action: 'sso.domain_verification_changed', tenant_id: tenant.id })]);
+  });
+});
+
 describe('isolation', () => {
   it("an event of organization X naming tenant Y's person or email never changes tenant Y", async () => {
     const x = await linkedTenant({ Admins: 'admin' });
