@@ -4,6 +4,7 @@ import { ConfigModule } from '@nestjs/config';
 import { LoggerModule } from 'nestjs-pino';
 import type { IncomingMessage } from 'node:http';
 import type { AppConfig } from '../config/configuration.js';
+import { AuditModule } from './audit/audit.module.js';
 import { AuthModule } from './auth/auth.module.js';
 import { BenchModule } from './bench/bench.module.js';
 import { HealthModule } from './health/health.module.js';
@@ -44,6 +45,7 @@ export class AppModule {
           },
         }),
         TenancyModule.forRoot({ runtime, providerScope: config.tenantProviderScope }),
+        AuditModule,
         AuthModule.register({ devLogin: config.auth.devLoginEnabled }),
         OrganizationsModule,
         ProjectsModule,

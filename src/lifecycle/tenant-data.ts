@@ -3,8 +3,11 @@ import { DatabaseServer, quoteIdent, TENANT_SETTING, uuidLiteral } from '../../l
 import type { DatabaseRuntime } from '../tenancy/placements.js';
 import type { Placement } from '../tenancy/tenant-route.js';
 
-/** Bookkeeping tables of a placement that are not tenant data (never exported, copied or counted). */
-const NOT_TENANT_DATA = new Set(['_migrations', 'tenant_fences']);
+/**
+ * Bookkeeping tables of a placement that are not tenant data (never exported, copied or counted):
+ * audit_chain_heads is derived from audit_log by its trigger, which rebuilds it as rows are copied.
+ */
+const NOT_TENANT_DATA = new Set(['_migrations', 'tenant_fences', 'audit_chain_heads']);
 
 /** A tenant table of a placement, as the platform's data tools (export, move, purge) see it. */
 export interface TenantTable {
@@ -149,13 +152,18 @@ export async function deleteTenantRows(client: pg.ClientBase, tenantId: string):
   const tables = await tenantTables(client);
   await client.query('BEGIN');
   try {
+    // The audit log takes deletes only from the platform's own data tools (see migrations/tenant/0003).
+    await client.query(`SET LOCAL app.audit_maintenance = 'on'`);
     const removed: Array<{ name: string; rowsRemoved: number }> = [];
     for (const t of [...tables].reverse()) {
       const r = await client.query(`DELETE FROM ${quoteIdent(t.name)} WHERE organization_id = $1`, [tenantId]);
       removed.push({ name: t.name, rowsRemoved: r.rowCount ?? 0 });
     }
-    const fences = await client.query<{ t: string | null }>(`SELECT to_regclass('tenant_fences')::text AS t`);
-    if (fences.rows[0].t) await client.query('DELETE FROM tenant_fences WHERE organization_id = $1', [tenantId]);
+    const bookkeeping = await client.query<{ fences: string | null; heads: string | null }>(
+      `SELECT to_regclass('tenant_fences')::text AS fences, to_regclass('audit_chain_heads')::text AS heads`,
+    );
+    if (bookkeeping.rows[0].fences) await client.query('DELETE FROM tenant_fences WHERE organization_id = $1', [tenantId]);
+    if (bookkeeping.rows[0].heads) await client.query('DELETE FROM audit_chain_heads WHERE organization_id = $1', [tenantId]);
     await client.query('COMMIT');
     return removed;
   } catch (err) {

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { v7 as uuidv7 } from 'uuid';
+import { AuditService } from '../audit/audit.service.js';
 import { ValidationFailed } from '../http/domain-error.js';
 import { TenantConnectionProvider } from '../tenancy/tenant-connection.provider.js';
 import type { CreateProjectDto, UpdateProjectDto } from './dto/project.dto.js';
@@ -27,7 +28,10 @@ export function projectNotFound(id: string): ProjectsError {
 /** Example tenant-owned domain: it never mentions the tenant; the provider's manager is already confined. */
 @Injectable()
 export class ProjectsService {
-  constructor(private readonly tenant: TenantConnectionProvider) {}
+  constructor(
+    private readonly tenant: TenantConnectionProvider,
+    private readonly audit: AuditService,
+  ) {}
 
   list(limit: number, cursor?: string): Promise<Project[]> {
     return listProjects(this.tenant.manager, { limit, cursor });
@@ -47,7 +51,9 @@ export class ProjectsService {
       .values({ id: uuidv7(), name: dto.name, description: dto.description ?? null })
       .returning(COLUMNS)
       .execute();
-    return fromRow((raw as ProjectRow[])[0]);
+    const project = fromRow((raw as ProjectRow[])[0]);
+    await this.audit.record({ action: 'project.created', targetType: 'project', targetId: project.id });
+    return project;
   }
 
   async update(id: string, dto: UpdateProjectDto): Promise<Project> {
@@ -63,11 +69,13 @@ export class ProjectsService {
       .execute();
     const rows = raw as ProjectRow[];
     if (!rows.length) throw projectNotFound(id);
+    await this.audit.record({ action: 'project.updated', targetType: 'project', targetId: id, metadata: { fields: Object.keys(dto).sort() } });
     return fromRow(rows[0]);
   }
 
   async remove(id: string): Promise<void> {
     const { affected } = await this.tenant.manager.delete(Project, { id });
     if (!affected) throw projectNotFound(id);
+    await this.audit.record({ action: 'project.deleted', targetType: 'project', targetId: id });
   }
 }

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { v7 as uuidv7 } from 'uuid';
+import { AuditService } from '../audit/audit.service.js';
 import { ValidationFailed } from '../http/domain-error.js';
 import { TenantConnectionProvider } from '../tenancy/tenant-connection.provider.js';
 import type { CreateTaskDto, ListTasksQuery, UpdateTaskDto } from './dto/project.dto.js';
@@ -33,7 +34,10 @@ const taskNotFound = (id: string) => new ProjectsError('TASK_NOT_FOUND', `task $
 
 @Injectable()
 export class TasksService {
-  constructor(private readonly tenant: TenantConnectionProvider) {}
+  constructor(
+    private readonly tenant: TenantConnectionProvider,
+    private readonly audit: AuditService,
+  ) {}
 
   async list(projectId: string, q: ListTasksQuery): Promise<Task[]> {
     await this.assertProject(projectId);
@@ -66,7 +70,9 @@ export class TasksService {
       .values({ id: uuidv7(), projectId, title: dto.title, status: dto.status ?? 'todo' })
       .returning(COLUMNS)
       .execute();
-    return fromRow((raw as TaskRow[])[0]);
+    const task = fromRow((raw as TaskRow[])[0]);
+    await this.audit.record({ action: 'task.created', targetType: 'task', targetId: task.id, metadata: { projectId } });
+    return task;
   }
 
   async update(projectId: string, id: string, dto: UpdateTaskDto): Promise<Task> {
@@ -85,6 +91,7 @@ export class TasksService {
       await this.assertProject(projectId);
       throw taskNotFound(id);
     }
+    await this.audit.record({ action: 'task.updated', targetType: 'task', targetId: id, metadata: { projectId, fields: Object.keys(dto).sort() } });
     return fromRow(rows[0]);
   }
 
@@ -94,6 +101,7 @@ export class TasksService {
       await this.assertProject(projectId);
       throw taskNotFound(id);
     }
+    await this.audit.record({ action: 'task.deleted', targetType: 'task', targetId: id, metadata: { projectId } });
   }
 
   private async assertProject(projectId: string): Promise<void> {

@@ -82,6 +82,10 @@ export function grantTenantSchema(schema: string, appUser: string) {
     if (data.length) statements.unshift(`GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE ${data.join(', ')} TO ${app}`);
     // Fences are set and lifted by the platform (moves), read by the write gate: never by the app.
     if (tables.some((t) => t.relname === 'tenant_fences')) statements.push(`REVOKE INSERT, UPDATE, DELETE ON ${s}.tenant_fences FROM ${app}`);
+    // The audit log is append-only for the app; its chain heads are written by the trigger alone.
+    if (tables.some((t) => t.relname === 'audit_log')) {
+      statements.push(`REVOKE UPDATE, DELETE, TRUNCATE ON ${s}.audit_log FROM ${app}`, `REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ${s}.audit_chain_heads FROM ${app}`);
+    }
     await c.query(statements.join(';\n'));
   };
 }
@@ -98,6 +102,9 @@ export function grantControlSchema(appUser: string) {
     await c.query(`GRANT SELECT, INSERT ON ${CONTROL_SCHEMA}.platform_audit_log TO ${app}`);
     const sso = ['sessions', 'sso_links', 'sso_domains', 'sso_used_states', 'sso_identities', 'workos_events', 'workos_event_cursor'];
     await c.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ${sso.map((t) => `${CONTROL_SCHEMA}.${t}`).join(', ')} TO ${app}`);
+    // Grants are never deleted by the app (they go with their tenant): their history is evidence.
+    await c.query(`GRANT SELECT, INSERT, UPDATE ON ${CONTROL_SCHEMA}.support_grants TO ${app}`);
+    await c.query(`GRANT SELECT, INSERT, UPDATE ON ${CONTROL_SCHEMA}.tenant_support_settings TO ${app}`);
   };
 }
 

@@ -1,4 +1,4 @@
-import { CanActivate, ExecutionContext, Inject, Injectable } from '@nestjs/common';
+import { CanActivate, ExecutionContext, Inject, Injectable, Optional } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
 import type { AuthUser } from '../auth/auth-user.js';
@@ -7,10 +7,25 @@ import { LifecycleError } from '../lifecycle/lifecycle.errors.js';
 import { DATABASE_RUNTIME, DatabaseRuntime } from './placements.js';
 import { RoutingTable } from './routing-table.service.js';
 import { TENANT_ROLES } from './tenant-scoped.decorator.js';
-import { Role, SLUG_PATTERN, SLUG_RULE, TenantAccess, TenantRoute, WRITER_ROLES } from './tenant-route.js';
+import { Role, SLUG_PATTERN, SLUG_RULE, SupportGrantAccess, TenantAccess, TenantRoute, WRITER_ROLES } from './tenant-route.js';
 import { TenancyError, tenantNotFound } from './tenancy.errors.js';
 
-export type TenantRequest = FastifyRequest & { user?: AuthUser; tenantAccess?: TenantAccess };
+export type TenantRequest = FastifyRequest & {
+  user?: AuthUser;
+  tenantAccess?: TenantAccess;
+  /** Set as soon as a support grant admits the caller, before any later refusal, so the request is audited whatever its outcome. */
+  supportGrant?: { grant: SupportGrantAccess; route: TenantRoute };
+};
+
+/**
+ * How support staff who are not members may enter a tenant: provided by the support module
+ * (tenancy does not depend on it). Asked on every such request, never for members.
+ */
+export interface SupportAccessCheck {
+  /** The caller's active, unexpired grant in the tenant, or null (the refusal is the implementation's to record). */
+  activeGrant(tenant: TenantRoute, user: AuthUser, requestId: string): Promise<SupportGrantAccess | null>;
+}
+export const SUPPORT_ACCESS = Symbol('SupportAccessCheck');
 
 const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
@@ -43,6 +58,7 @@ export class TenantAccessGuard implements CanActivate {
     private readonly reflector: Reflector,
     private readonly routing: RoutingTable,
     @Inject(DATABASE_RUNTIME) private readonly runtime: DatabaseRuntime,
+    @Optional() @Inject(SUPPORT_ACCESS) private readonly support?: SupportAccessCheck,
   ) {}
 
   canActivate(context: ExecutionContext): boolean | Promise<boolean> {
@@ -52,19 +68,30 @@ export class TenantAccessGuard implements CanActivate {
     const slug = requestedSlug(req);
     // Cached routes and roles come back synchronously: the common path allocates no promise.
     const route = this.routing.resolveSlug(slug);
-    if (route instanceof Promise) return route.then((r) => this.withRoute(context, req, user.id, slug, r));
-    return this.withRoute(context, req, user.id, slug, route);
+    if (route instanceof Promise) return route.then((r) => this.withRoute(context, req, user, slug, r));
+    return this.withRoute(context, req, user, slug, route);
   }
 
-  private withRoute(context: ExecutionContext, req: TenantRequest, userId: string, slug: string, route: TenantRoute | null): boolean | Promise<boolean> {
+  private withRoute(context: ExecutionContext, req: TenantRequest, user: AuthUser, slug: string, route: TenantRoute | null): boolean | Promise<boolean> {
     if (!route) throw tenantNotFound(slug);
-    const role = this.routing.roleOf(route.id, userId);
-    if (role instanceof Promise) return role.then((r) => this.admit(context, req, userId, slug, route, r));
-    return this.admit(context, req, userId, slug, route, role);
+    const role = this.routing.roleOf(route.id, user.id);
+    if (role instanceof Promise) return role.then((r) => this.admit(context, req, user, slug, route, r));
+    return this.admit(context, req, user, slug, route, role);
   }
 
-  private admit(context: ExecutionContext, req: TenantRequest, userId: string, slug: string, route: TenantRoute, role: Role | null): boolean {
-    if (!role) throw tenantNotFound(slug);
+  private admit(context: ExecutionContext, req: TenantRequest, user: AuthUser, slug: string, route: TenantRoute, role: Role | null): boolean | Promise<boolean> {
+    if (role) return this.enter(context, req, user.id, slug, route, role);
+    // Not a member: only support staff with an active grant get in, checked afresh on every
+    // request (revocation and expiry count at once); everyone else gets the non-member 404.
+    if (!user.support || !this.support) throw tenantNotFound(slug);
+    return this.support.activeGrant(route, user, String(req.id)).then((grant) => {
+      if (!grant) throw tenantNotFound(slug);
+      req.supportGrant = { grant, route };
+      return this.enter(context, req, user.id, slug, route, grant.access === 'read' ? 'viewer' : 'member', grant);
+    });
+  }
+
+  private enter(context: ExecutionContext, req: TenantRequest, userId: string, slug: string, route: TenantRoute, role: Role, grant?: SupportGrantAccess): boolean {
     // Request logs carry the tenant id (see customProps in app.module.ts).
     (req.raw as { tenantId?: string }).tenantId = route.id;
     if (route.status === 'suspended') {
@@ -80,9 +107,13 @@ export class TenantAccessGuard implements CanActivate {
     const allowed = this.reflector.get<Role[] | undefined>(TENANT_ROLES, context.getHandler());
     const isRead = READ_METHODS.has(req.method);
     if (allowed ? !allowed.includes(role) : !isRead && !WRITER_ROLES.includes(role)) {
-      throw new TenancyError('ROLE_FORBIDDEN', `the ${role} role may not do this in tenant '${slug}'`);
+      const who = grant ? `a ${grant.access} support grant` : `the ${role} role`;
+      throw new TenancyError('ROLE_FORBIDDEN', `${who} may not do this in tenant '${slug}'`);
     }
-    req.tenantAccess = { route, userId, role, readOnly: isRead || !WRITER_ROLES.includes(role) };
+    // A read grant's transactions are READ ONLY whatever the route: the database refuses its writes
+    // even should a route's roles let a viewer write.
+    const readOnly = isRead || !WRITER_ROLES.includes(role) || grant?.access === 'read';
+    req.tenantAccess = { route, userId, role, readOnly, supportGrant: grant };
     return true;
   }
 }

@@ -138,9 +138,17 @@ export class TenantSession {
 }
 
 /** What a tenant-scoped request runs with: who is in which tenant, and (on routes with one) its transaction. */
+/** The HTTP request behind a tenant context, as audit entries record it. */
+export interface RequestInfo {
+  id: string;
+  ip?: string;
+  userAgent?: string;
+}
+
 export interface TenantContext {
   access: TenantAccess;
   session?: TenantSession;
+  request?: RequestInfo;
 }
 
 /** The one home of the tenant context: set by the tenancy interceptors, read by TenantConnectionProvider. */

@@ -34,10 +34,19 @@ export interface TenantRoute {
   updatedAt: Date;
 }
 
+/** A platform support grant a non-member entered the tenant with (see src/support). */
+export interface SupportGrantAccess {
+  id: string;
+  /** read: behaves like a viewer, in READ ONLY transactions; write: like a member. */
+  access: 'read' | 'write';
+}
+
 /** Who is in which tenant for the current request, set by the access guard. */
 export interface TenantAccess {
   route: TenantRoute;
   userId: string;
   role: Role;
   readOnly: boolean;
+  /** Set only when the caller is support staff admitted through a grant; role is then the grant's stand-in role. */
+  supportGrant?: SupportGrantAccess;
 }

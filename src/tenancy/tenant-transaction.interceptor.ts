@@ -1,8 +1,14 @@
 import { CallHandler, ExecutionContext, Injectable, NestInterceptor } from '@nestjs/common';
 import { defer, lastValueFrom, Observable } from 'rxjs';
 import type { TenantRequest } from './tenant-access.guard.js';
-import { TenantContextStore, TenantSession } from './tenant-context.js';
+import { RequestInfo, TenantContextStore, TenantSession } from './tenant-context.js';
 import { TenantPools } from './tenant-pools.service.js';
+
+/** What the audit log keeps of a request: its id, the client's address and user agent (truncated). */
+function requestInfo(req: TenantRequest): RequestInfo {
+  const ua = req.headers['user-agent'];
+  return { id: String(req.id), ip: req.ip, userAgent: typeof ua === 'string' ? ua.slice(0, 500) : undefined };
+}
 
 /** Runs a tenant-scoped handler in one transaction on its tenant's placement: commit on success, roll back otherwise. */
 @Injectable()
@@ -13,14 +19,16 @@ export class TenantTransactionInterceptor implements NestInterceptor {
   ) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    const access = context.switchToHttp().getRequest<TenantRequest>().tenantAccess;
+    const req = context.switchToHttp().getRequest<TenantRequest>();
+    const access = req.tenantAccess;
     if (!access) return next.handle();
+    const request = requestInfo(req);
     return defer(async () => {
       const lease = this.pools.lease(access.route.placement);
       const session = await TenantSession.begin(access, lease instanceof Promise ? await lease : lease);
       let result: unknown;
       try {
-        result = await this.store.run({ access, session }, () => lastValueFrom(next.handle(), { defaultValue: undefined }));
+        result = await this.store.run({ access, session, request }, () => lastValueFrom(next.handle(), { defaultValue: undefined }));
       } catch (err) {
         throw (await session.rollback()) ?? err;
       }
@@ -39,8 +47,10 @@ export class TenantAccessInterceptor implements NestInterceptor {
   constructor(private readonly store: TenantContextStore) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    const access = context.switchToHttp().getRequest<TenantRequest>().tenantAccess;
+    const req = context.switchToHttp().getRequest<TenantRequest>();
+    const access = req.tenantAccess;
     if (!access) return next.handle();
-    return new Observable((subscriber) => this.store.run({ access }, () => next.handle().subscribe(subscriber)));
+    const request = requestInfo(req);
+    return new Observable((subscriber) => this.store.run({ access, request }, () => next.handle().subscribe(subscriber)));
   }
 }

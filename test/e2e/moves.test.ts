@@ -94,7 +94,9 @@ describe.each(directions)('a move from %s (%s) to %s (%s)', (fromTier, fromServe
   });
 
   it('verifies every table on both sides and flips the routing table', async () => {
-    expect(move).toMatchObject({ phase: 'flipped', state: 'awaiting_cleanup', rowsTotal: 12, rowsCopied: 12, percent: 100, error: null });
+    // 4 projects and 8 tasks, and the 12 audit entries their creation wrote.
+    expect(move).toMatchObject({ phase: 'flipped', state: 'awaiting_cleanup', rowsTotal: 24, rowsCopied: 24, percent: 100, error: null });
+    expect(move.verification.tables.audit_log.target.rows).toBe(12);
     expect(move.verification.ok).toBe(true);
     expect(move.verification.tables.projects.source).toEqual(move.verification.tables.projects.target);
     expect(move.verification.tables.projects.source.rows).toBe(4);
@@ -106,9 +108,13 @@ describe.each(directions)('a move from %s (%s) to %s (%s)', (fromTier, fromServe
 
   it('serves the same data from the target, and takes writes there', async () => {
     expect(await contentOf(tenant)).toEqual(before);
+    // The audit chain moved as it was: still valid, same head, and it goes on at the target.
+    const verified = await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`);
+    expect(verified.body).toMatchObject({ ok: true, entries: 12, head: { seq: 12 } });
     const created = await tenant.owner.post(`/orgs/${tenant.slug}/projects`, { name: 'after the move' });
     expect(created.status).toBe(201);
     expect(await leftIn(tenant.id, placementOf(tenant.id, toTier, toServer))).toBe(13);
+    expect((await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`)).body).toMatchObject({ ok: true, entries: 13, head: { seq: 13 } });
   });
 
   it('fences the source: a write that reaches it (a stale route) is refused by the database', async () => {
