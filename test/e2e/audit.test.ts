@@ -1,0 +1,232 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import pg from 'pg';
+import { tenantObjectName } from '../../libs/postgres/index.js';
+import { withSuperuser } from '../../libs/testing/index.js';
+import type { Tier } from '../../src/tenancy/tenant-route.js';
+import { createTenant, seedProjects, TenantFixture, uniqueSlug } from '../support/factories.js';
+import { startTestApp, TestApp } from '../support/test-app.js';
+
+/**
+ * The tenant audit log on real PostgreSQL: every write endpoint leaves exactly one entry in the
+ * same transaction (and a rolled-back change none), the app role cannot change or remove entries,
+ * tampering done as a superuser (an edited field, a deleted entry, two swapped entries, a cut-off
+ * tail) is found and the first bad entry named, and concurrent writers leave a gapless chain.
+ */
+let t: TestApp;
+beforeAll(async () => {
+  t = await startTestApp();
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+/** Where a tenant's rows live, for a superuser session. */
+function placementOf(tenant: TenantFixture): { port: number; database: string; schema: string } {
+  if (tenant.tier === 'dedicated') return { port: t.harness.secondaryPort, database: tenantObjectName(tenant.id), schema: 'tenant_data' };
+  return { port: t.harness.primaryPort, database: t.database, schema: tenant.tier === 'schema' ? tenantObjectName(tenant.id) : 'tenant_data' };
+}
+
+/**
+ * As a superuser, in maintenance mode (what only the platform's own tools, or an attacker with
+ * superuser, can do). A superuser bypasses RLS: `:org` in the SQL stands for this tenant's id, so
+ * the shared tier's other tenants are left alone.
+ */
+async function tamper(tenant: TenantFixture, sql: string): Promise<void> {
+  const p = placementOf(tenant);
+  await withSuperuser(t.harness, p.port, p.database, async (c) => {
+    await c.query('BEGIN');
+    await c.query(`SET LOCAL app.audit_maintenance = 'on'; SET LOCAL search_path = "${p.schema}"`);
+    await c.query(sql.replaceAll(':org', `'${tenant.id}'`));
+    await c.query('COMMIT');
+  });
+}
+
+async function entries(tenant: TenantFixture, query = ''): Promise<Array<Record<string, any>>> {
+  const res = await tenant.owner.get(`/orgs/${tenant.slug}/audit?limit=500${query}`);
+  expect(res.status).toBe(200);
+  return res.body.items;
+}
+
+describe('what is recorded', () => {
+  let tenant: TenantFixture;
+  beforeAll(async () => {
+    tenant = await createTenant(t, { tier: 'shared' });
+  });
+
+  it('records every write endpoint once, with actor, target, request id, address and user agent', async () => {
+    const o = tenant.owner.withHeaders({ 'user-agent': 'audit-test/1.0', 'x-request-id': 'req-audit-1' });
+    const p = await o.post(`/orgs/${tenant.slug}/projects`, { name: 'Audited' });
+    const task = await o.post(`/orgs/${tenant.slug}/projects/${p.body.id}/tasks`, { title: 'T' });
+    await o.patch(`/orgs/${tenant.slug}/projects/${p.body.id}`, { name: 'Renamed' });
+    await o.patch(`/orgs/${tenant.slug}/projects/${p.body.id}/tasks/${task.body.id}`, { status: 'done' });
+    await o.delete(`/orgs/${tenant.slug}/projects/${p.body.id}/tasks/${task.body.id}`);
+    await o.delete(`/orgs/${tenant.slug}/projects/${p.body.id}`);
+    const log = (await entries(tenant)).reverse();
+    expect(log.map((e) => [e.action, e.targetId])).toEqual([
+      ['project.created', p.body.id],
+      ['task.created', task.body.id],
+      ['project.updated', p.body.id],
+      ['task.updated', task.body.id],
+      ['task.deleted', task.body.id],
+      ['project.deleted', p.body.id],
+    ]);
+    const ownerId = (await tenant.owner.get('/me')).body.id;
+    for (const e of log) {
+      expect(e).toMatchObject({ actorKind: 'user', actorId: ownerId, requestId: 'req-audit-1', userAgent: 'audit-test/1.0', ip: '127.0.0.1', hash: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    }
+    expect(log.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(log[2].metadata).toEqual({ fields: ['name'] });
+    // Refused and failed writes leave nothing.
+    expect((await o.patch(`/orgs/${tenant.slug}/projects/${p.body.id}`, { name: 'gone' })).status).toBe(404);
+    expect((await o.post(`/orgs/${tenant.slug}/projects`, { name: '' })).status).toBe(400);
+    expect(await entries(tenant)).toHaveLength(6);
+  });
+
+  it('filters by action, actor, target and time, pages by keyset, and exports NDJSON and CSV', async () => {
+    await seedProjects(tenant, 3, 0);
+    const all = await entries(tenant);
+    expect((await entries(tenant, '&action=project.created')).every((e) => e.action === 'project.created')).toBe(true);
+    expect(await entries(tenant, `&targetId=${all[0].targetId}`)).toEqual(all.filter((e) => e.targetId === all[0].targetId));
+    expect(await entries(tenant, '&actor=someone-else')).toEqual([]);
+    const cut = all[2].createdAt;
+    expect((await entries(tenant, `&from=${encodeURIComponent(cut)}`)).map((e) => e.seq)).toEqual(all.filter((e) => e.createdAt >= cut).map((e) => e.seq));
+    const first = await tenant.owner.get(`/orgs/${tenant.slug}/audit?limit=4`);
+    const second = await tenant.owner.get(`/orgs/${tenant.slug}/audit?limit=4&cursor=${first.body.nextCursor}`);
+    expect([...first.body.items, ...second.body.items].map((e: { seq: number }) => e.seq)).toEqual(all.slice(0, 8).map((e) => e.seq));
+    const ndjson = await fetch(`${t.http.baseUrl}/orgs/${tenant.slug}/audit/export`, { headers: { authorization: `Bearer ${tenant.owner.token}` } });
+    expect(ndjson.headers.get('content-type')).toContain('application/x-ndjson');
+    expect((await ndjson.text()).trim().split('\n').map((l) => JSON.parse(l).seq)).toEqual(all.map((e) => e.seq));
+    const csv = await fetch(`${t.http.baseUrl}/orgs/${tenant.slug}/audit/export?format=csv&action=project.created`, { headers: { authorization: `Bearer ${tenant.owner.token}` } });
+    const lines = (await csv.text()).trim().split('\n');
+    expect(lines[0]).toBe('seq,id,createdAt,actorKind,actorId,action,targetType,targetId,requestId,ip,userAgent,metadata,hash');
+    expect(lines).toHaveLength(1 + all.filter((e) => e.action === 'project.created').length);
+    for (const [q, field] of [['?limit=0', 'limit'], ['?from=yesterday', 'from'], ['?action=DROP', 'action'], ['?cursor=x', 'cursor'], ['/export?format=xml', 'format']]) {
+      const res = await tenant.owner.get(`/orgs/${tenant.slug}/audit${q}`);
+      expect(res.status).toBe(400);
+      expect(res.body.field).toBe(field);
+    }
+  });
+
+  it('is for owners and admins only, and each tenant sees its own entries only', async () => {
+    const member = await t.login(`member@${uniqueSlug('m')}.test`);
+    await tenant.owner.post(`/orgs/${tenant.slug}/members`, { email: (await member.get('/me')).body.email, role: 'member' });
+    expect((await member.get(`/orgs/${tenant.slug}/audit`)).status).toBe(403);
+    expect((await member.get(`/orgs/${tenant.slug}/audit/verify`)).status).toBe(403);
+    const neighbour = await createTenant(t, { tier: 'shared' });
+    await seedProjects(neighbour, 2, 0);
+    expect((await neighbour.owner.get(`/orgs/${tenant.slug}/audit`)).status).toBe(404);
+    const mine = await entries(neighbour);
+    expect(mine.map((e) => e.seq)).toEqual([2, 1]);
+  });
+});
+
+describe('transactions', () => {
+  it('a change that rolls back leaves no entry, and an entry that cannot be written undoes the change', async () => {
+    const tenant = await createTenant(t, { tier: 'shared' });
+    const [project] = await seedProjects(tenant, 1, 0);
+    // Fails at COMMIT, after both the change and its entry were written: both must go.
+    await withSuperuser(t.harness, t.harness.primaryPort, t.database, async (c) => {
+      await c.query(`CREATE OR REPLACE FUNCTION tenant_data.doomed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.name = 'doomed' THEN RAISE EXCEPTION 'refused at commit' USING ERRCODE = '23514'; END IF; RETURN NULL; END $$`);
+      await c.query('DROP TRIGGER IF EXISTS doomed ON tenant_data.projects');
+      await c.query('CREATE CONSTRAINT TRIGGER doomed AFTER UPDATE ON tenant_data.projects DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION tenant_data.doomed()');
+    });
+    try {
+      const before = await entries(tenant);
+      const res = await tenant.owner.patch(`/orgs/${tenant.slug}/projects/${project.id}`, { name: 'doomed' });
+      expect(res.status).toBeGreaterThanOrEqual(400);
+      expect((await tenant.owner.get(`/orgs/${tenant.slug}/projects/${project.id}`)).body.name).toBe(project.name);
+      expect(await entries(tenant)).toEqual(before);
+    } finally {
+      await withSuperuser(t.harness, t.harness.primaryPort, t.database, (c) => c.query('DROP TRIGGER doomed ON tenant_data.projects'));
+    }
+    // The other way round: an entry that cannot be written (a superuser's check on audit_log) takes the change with it.
+    await withSuperuser(t.harness, t.harness.primaryPort, t.database, (c) =>
+      c.query(`ALTER TABLE tenant_data.audit_log ADD CONSTRAINT no_deletes_today CHECK (action <> 'project.deleted') NOT VALID`),
+    );
+    try {
+      expect((await tenant.owner.delete(`/orgs/${tenant.slug}/projects/${project.id}`)).status).toBeGreaterThanOrEqual(400);
+      expect((await tenant.owner.get(`/orgs/${tenant.slug}/projects/${project.id}`)).status).toBe(200);
+    } finally {
+      await withSuperuser(t.harness, t.harness.primaryPort, t.database, (c) => c.query('ALTER TABLE tenant_data.audit_log DROP CONSTRAINT no_deletes_today'));
+    }
+    expect((await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`)).body).toMatchObject({ ok: true });
+  });
+
+  it('many parallel writes to one tenant leave a valid chain without gaps', async () => {
+    const tenant = await createTenant(t, { tier: 'schema' });
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => tenant.owner.post(`/orgs/${tenant.slug}/projects`, { name: `parallel ${i}` })));
+    expect(results.every((r) => r.status === 201)).toBe(true);
+    const log = await entries(tenant);
+    expect(log.map((e) => e.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    expect((await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`)).body).toMatchObject({ ok: true, entries: 40, head: { seq: 40 } });
+  });
+});
+
+describe('append-only', () => {
+  it("refuses the app role's UPDATE and DELETE with a database error, and the owner's without maintenance mode", async () => {
+    const tenant = await createTenant(t, { tier: 'shared' });
+    await seedProjects(tenant, 1, 0);
+    const server = t.runtime.primary;
+    const attempt = async (user: string, password: string) => {
+      const c = new pg.Client({ host: server.host, port: server.port, user, password, database: t.database });
+      await c.connect();
+      try {
+        await c.query(`SELECT set_config('app.current_org_id', $1, false)`, [tenant.id]);
+        const errors: string[] = [];
+        for (const sql of [`UPDATE tenant_data.audit_log SET action = 'project.hidden'`, 'DELETE FROM tenant_data.audit_log', 'TRUNCATE tenant_data.audit_log']) {
+          errors.push(await c.query(sql).then(() => 'allowed', (err: { code?: string }) => err.code ?? 'error'));
+        }
+        return errors;
+      } finally {
+        await c.end();
+      }
+    };
+    expect(await attempt(server.appUser, server.appPassword)).toEqual(['42501', '42501', '42501']);
+    expect(await attempt(server.ownerUser, server.ownerPassword)).toEqual(['42501', '42501', '42501']);
+    expect((await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`)).body).toMatchObject({ ok: true, entries: 1 });
+  });
+});
+
+describe.each(['shared', 'schema', 'dedicated'] as Tier[])('tampering on a %s tenant, found by GET /audit/verify', (tier) => {
+  async function tenantWith(n: number): Promise<TenantFixture> {
+    const tenant = await createTenant(t, { tier });
+    await seedProjects(tenant, n, 0);
+    expect((await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`)).body).toMatchObject({ ok: true, entries: n, head: { seq: n } });
+    return tenant;
+  }
+  const verify = async (tenant: TenantFixture) => (await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`)).body;
+
+  it('an edited field', async () => {
+    const tenant = await tenantWith(5);
+    await tamper(tenant, `UPDATE audit_log SET metadata = '{"fields":["nothing"]}' WHERE organization_id = :org AND seq = 3`);
+    expect(await verify(tenant)).toMatchObject({ ok: false, firstBreak: { seq: 3, reason: 'hash_mismatch' } });
+  });
+
+  it('a deleted entry', async () => {
+    const tenant = await tenantWith(5);
+    await tamper(tenant, 'DELETE FROM audit_log WHERE organization_id = :org AND seq = 2');
+    expect(await verify(tenant)).toMatchObject({ ok: false, firstBreak: { seq: 3, reason: 'sequence_gap' } });
+  });
+
+  it('two swapped entries', async () => {
+    const tenant = await tenantWith(5);
+    await tamper(
+      tenant,
+      `UPDATE audit_log SET seq = -2 WHERE organization_id = :org AND seq = 2;
+       UPDATE audit_log SET seq = 2 WHERE organization_id = :org AND seq = 3;
+       UPDATE audit_log SET seq = 3 WHERE organization_id = :org AND seq = -2`,
+    );
+    expect(await verify(tenant)).toMatchObject({ ok: false, firstBreak: { seq: 2, reason: 'hash_mismatch' } });
+  });
+
+  it('a cut-off tail, even with the chain head rewritten to match', async () => {
+    const tenant = await tenantWith(6);
+    await tamper(
+      tenant,
+      `DELETE FROM audit_log WHERE organization_id = :org AND seq > 4;
+       UPDATE audit_chain_heads SET seq = 4, hash = (SELECT hash FROM audit_log WHERE organization_id = :org AND seq = 4) WHERE organization_id = :org`,
+    );
+    expect(await verify(tenant)).toMatchObject({ ok: false, entries: 4, firstBreak: { seq: 5, reason: 'truncated' }, checkpoint: { seq: 6 } });
+  });
+});
