@@ -132,6 +132,18 @@ export class EnvironmentVariables {
   @IsEmail({}, { each: true, message: 'PLATFORM_ADMIN_EMAILS must be a comma-separated list of emails' })
   PLATFORM_ADMIN_EMAILS: string[] = [];
 
+  /** Platform support staff: they reach into a tenant only through an explicit, expiring, audited grant. */
+  @Transform(toList)
+  @IsEmail({}, { each: true, message: 'SUPPORT_STAFF_EMAILS must be a comma-separated list of emails' })
+  SUPPORT_STAFF_EMAILS: string[] = [];
+
+  /** Longest a support grant may last, in minutes. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(1440)
+  SUPPORT_GRANT_MAX_MINUTES = 60;
+
   @Transform(toBool)
   @IsOptional()
   @IsBoolean({ message: 'DEV_LOGIN_ENABLED must be true or false' })
@@ -258,6 +270,12 @@ export class EnvironmentVariables {
   @IsBoolean({ message: 'BENCH_SKIP_SESSION_CHECK must be true or false' })
   BENCH_SKIP_SESSION_CHECK?: boolean;
 
+  /** Bench only (with BENCH_BASELINE_DATABASE_URL): write no tenant audit entries, to measure what auditing costs. */
+  @Transform(toBool)
+  @IsOptional()
+  @IsBoolean({ message: 'BENCH_SKIP_AUDIT must be true or false' })
+  BENCH_SKIP_AUDIT?: boolean;
+
   /** Bench only: URL of a role that bypasses RLS, enabling the no-tenancy baseline route. */
   @Transform(emptyToUndefined)
   @IsOptional()
@@ -300,8 +318,10 @@ export interface AppConfig {
     jwtSecret?: string;
     jwtTtlSeconds: number;
     platformAdminEmails: string[];
+    supportStaffEmails: string[];
     devLoginEnabled: boolean;
   };
+  support: { grantMaxMinutes: number };
   tenantProviderScope: TenantProviderScope;
   lifecycle: {
     deletionGraceDays: number;
@@ -327,6 +347,7 @@ export interface AppConfig {
   };
   benchBaselineUrl?: string;
   benchSkipSessionCheck: boolean;
+  benchSkipAudit: boolean;
 }
 
 function parseApiHost(value: string | undefined): AppConfig['workos']['apiHost'] {
@@ -347,6 +368,9 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   const isProd = env.NODE_ENV === 'production';
   if (isProd && env.DEV_LOGIN_ENABLED === true) {
     problems.push('DEV_LOGIN_ENABLED: the development login cannot be enabled when NODE_ENV=production');
+  }
+  if (env.BENCH_SKIP_AUDIT && !env.BENCH_BASELINE_DATABASE_URL) {
+    problems.push('BENCH_SKIP_AUDIT: only for benchmarks, together with BENCH_BASELINE_DATABASE_URL');
   }
   if (env.BENCH_SKIP_SESSION_CHECK && !env.BENCH_BASELINE_DATABASE_URL) {
     problems.push('BENCH_SKIP_SESSION_CHECK: only for benchmarks, together with BENCH_BASELINE_DATABASE_URL');
@@ -377,8 +401,10 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       jwtSecret: env.JWT_SECRET,
       jwtTtlSeconds: env.JWT_TTL_SECONDS,
       platformAdminEmails: env.PLATFORM_ADMIN_EMAILS,
+      supportStaffEmails: env.SUPPORT_STAFF_EMAILS,
       devLoginEnabled: env.DEV_LOGIN_ENABLED ?? !isProd,
     },
+    support: { grantMaxMinutes: env.SUPPORT_GRANT_MAX_MINUTES },
     tenantProviderScope: env.TENANT_PROVIDER_SCOPE,
     lifecycle: {
       deletionGraceDays: env.TENANT_DELETION_GRACE_DAYS,
@@ -403,6 +429,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     },
     benchBaselineUrl: env.BENCH_BASELINE_DATABASE_URL,
     benchSkipSessionCheck: env.BENCH_SKIP_SESSION_CHECK === true && env.BENCH_BASELINE_DATABASE_URL !== undefined,
+    benchSkipAudit: env.BENCH_SKIP_AUDIT === true && env.BENCH_BASELINE_DATABASE_URL !== undefined,
   };
 }
 

@@ -14,6 +14,7 @@ import { LifecycleModule } from './lifecycle/lifecycle.module.js';
 import { OrganizationsModule } from './organizations/organizations.module.js';
 import { ProjectsModule } from './projects/projects.module.js';
 import { SsoModule } from './sso/sso.module.js';
+import { SupportModule } from './support/support.module.js';
 import type { DatabaseRuntime } from './tenancy/placements.js';
 import { TenancyModule } from './tenancy/tenancy.module.js';
 
@@ -52,6 +53,7 @@ export class AppModule {
         HealthModule,
         LifecycleModule,
         SsoModule,
+        SupportModule,
         ...(config.benchBaselineUrl ? [BenchModule.register(config.benchBaselineUrl, config.database.poolMax)] : []),
       ],
       providers: [

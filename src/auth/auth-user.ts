@@ -5,6 +5,8 @@ export interface AuthUser {
   id: string;
   email: string;
   platformAdmin: boolean;
+  /** Platform support staff (SUPPORT_STAFF_EMAILS): may request support grants; never through SSO. */
+  support: boolean;
   /** The server-side session the token names (see SessionStore). */
   sessionId: string;
 }

@@ -20,6 +20,7 @@ interface TokenPayload {
 @Injectable()
 export class JwtStrategy extends PassportStrategy(Strategy, 'jwt') {
   private readonly admins: Set<string>;
+  private readonly supportStaff: Set<string>;
 
   constructor(config: ConfigService<AppConfig, true>) {
     const auth = config.get('auth', { infer: true });
@@ -33,6 +34,7 @@ export class JwtStrategy extends PassportStrategy(Strategy, 'jwt') {
       ignoreExpiration: false,
     });
     this.admins = new Set(auth.platformAdminEmails);
+    this.supportStaff = new Set(auth.supportStaffEmails);
   }
 
   /** A valid signature and well-formed claims; whether the session is still open is JwtAuthGuard's check. */
@@ -41,6 +43,8 @@ export class JwtStrategy extends PassportStrategy(Strategy, 'jwt') {
     // Admin rights are read from configuration on every request, so removing an email revokes them;
     // and never come from an identity provider, whatever email it asserts.
     const platformAdmin = payload.amr !== 'sso' && this.admins.has(payload.email.toLowerCase());
-    return { id: payload.sub, email: payload.email, platformAdmin, sessionId: payload.sid };
+    // Support staff likewise: a platform role from configuration, never vouched for by an IdP.
+    const support = payload.amr !== 'sso' && this.supportStaff.has(payload.email.toLowerCase());
+    return { id: payload.sub, email: payload.email, platformAdmin, support, sessionId: payload.sid };
   }
 }

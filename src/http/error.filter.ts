@@ -8,6 +8,7 @@ import type { LifecycleErrorCode } from '../lifecycle/lifecycle.errors.js';
 import type { OrganizationsErrorCode } from '../organizations/organizations.errors.js';
 import type { ProjectsErrorCode } from '../projects/projects.errors.js';
 import type { SsoErrorCode } from '../sso/sso.errors.js';
+import type { SupportErrorCode } from '../support/support.errors.js';
 import type { TenancyErrorCode } from '../tenancy/tenancy.errors.js';
 import { DomainError, HttpErrorCode } from './domain-error.js';
 
@@ -18,7 +19,8 @@ export type ErrorCode =
   | OrganizationsErrorCode
   | ProjectsErrorCode
   | LifecycleErrorCode
-  | SsoErrorCode;
+  | SsoErrorCode
+  | SupportErrorCode;
 
 /** The one place codes become statuses; the compiler checks that every code has one. */
 export function statusFor(code: ErrorCode): number {
@@ -49,6 +51,9 @@ export function statusFor(code: ErrorCode): number {
     case 'SSO_EMAIL_DOMAIN_NOT_ALLOWED':
     case 'SSO_IDP_INITIATED_NOT_ALLOWED':
     case 'SSO_USER_DEPROVISIONED':
+    case 'SUPPORT_STAFF_REQUIRED':
+    case 'SUPPORT_SELF_APPROVAL':
+    case 'SUPPORT_APPROVER_MISMATCH':
       return 403;
     case 'ROUTE_NOT_FOUND':
     case 'TENANT_NOT_FOUND':
@@ -59,6 +64,7 @@ export function statusFor(code: ErrorCode): number {
     case 'PURGE_RECEIPT_NOT_FOUND':
     case 'SSO_NOT_LINKED':
     case 'SSO_DOMAIN_NOT_FOUND':
+    case 'SUPPORT_GRANT_NOT_FOUND':
       return 404;
     case 'CONFLICT':
     case 'TENANT_SLUG_TAKEN':
@@ -71,6 +77,7 @@ export function statusFor(code: ErrorCode): number {
     case 'MIGRATION_VERSION_MISMATCH':
     case 'SSO_ALREADY_LINKED':
     case 'SSO_CONNECTION_INACTIVE':
+    case 'SUPPORT_GRANT_STATE_CONFLICT':
       return 409;
     case 'PAYLOAD_TOO_LARGE':
       return 413;

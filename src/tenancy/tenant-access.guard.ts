@@ -23,7 +23,7 @@ export type TenantRequest = FastifyRequest & {
  */
 export interface SupportAccessCheck {
   /** The caller's active, unexpired grant in the tenant, or null (the refusal is the implementation's to record). */
-  activeGrant(tenant: TenantRoute, user: AuthUser, requestId: string): Promise<SupportGrantAccess | null>;
+  activeGrant(tenant: TenantRoute, user: AuthUser, request: { id: string; method: string; path: string }): Promise<SupportGrantAccess | null>;
 }
 export const SUPPORT_ACCESS = Symbol('SupportAccessCheck');
 
@@ -49,8 +49,8 @@ export function requestedSlug(req: FastifyRequest): string {
 
 /**
  * Resolves the tenant of a tenant-scoped route and checks that the caller may enter it:
- * non-members get the same 404 as a tenant that does not exist; suspended tenants and tenants
- * scheduled for deletion 403.
+ * non-members get the same 404 as a tenant that does not exist (support staff get in only with an
+ * active grant, see SupportAccessCheck); suspended tenants and tenants scheduled for deletion 403.
  */
 @Injectable()
 export class TenantAccessGuard implements CanActivate {
@@ -84,7 +84,8 @@ export class TenantAccessGuard implements CanActivate {
     // Not a member: only support staff with an active grant get in, checked afresh on every
     // request (revocation and expiry count at once); everyone else gets the non-member 404.
     if (!user.support || !this.support) throw tenantNotFound(slug);
-    return this.support.activeGrant(route, user, String(req.id)).then((grant) => {
+    const request = { id: String(req.id), method: req.method, path: req.url.split('?')[0] };
+    return this.support.activeGrant(route, user, request).then((grant) => {
       if (!grant) throw tenantNotFound(slug);
       req.supportGrant = { grant, route };
       return this.enter(context, req, user.id, slug, route, grant.access === 'read' ? 'viewer' : 'member', grant);

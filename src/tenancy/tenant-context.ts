@@ -36,6 +36,7 @@ function corkForThisTurn(client: pg.PoolClient): void {
 export class TenantSession {
   private ended = false;
   private prologue!: Promise<unknown>;
+  private readonly deferred: Array<{ sql: string; params: unknown[] }> = [];
 
   private constructor(
     readonly access: TenantAccess,
@@ -45,6 +46,15 @@ export class TenantSession {
 
   get manager(): EntityManager {
     return this.runner.manager;
+  }
+
+  /**
+   * A statement run just before COMMIT, pipelined with it, in this transaction: if it fails, the
+   * whole transaction rolls back. Dropped if the transaction rolls back anyway.
+   */
+  deferUntilCommit(sql: string, params: unknown[]): void {
+    if (this.access.readOnly) throw new Error('a read-only tenant transaction cannot defer a write');
+    this.deferred.push({ sql, params });
   }
 
   static async begin(access: TenantAccess, lease: PoolLease<DataSource>): Promise<TenantSession> {
@@ -91,8 +101,14 @@ export class TenantSession {
         corkForThisTurn(client);
         client.query('COMMIT').catch(() => undefined);
       } else {
+        // Statements deferred to the end (audit entries) travel in the same write as the COMMIT:
+        // whatever they lock is held for no round trip of its own.
+        corkForThisTurn(client);
+        const deferred = this.deferred.map((d) => client.query(d.sql, d.params));
+        deferred.forEach((q) => q.catch(() => undefined));
         // COMMIT of a transaction a caught error had aborted answers ROLLBACK, not an error.
         const { command } = await client.query('COMMIT');
+        for (const q of deferred) await q;
         if (command !== 'COMMIT') throw new Error(`the tenant transaction was rolled back (${command}) instead of committed`);
       }
     } catch (err) {

@@ -41,6 +41,17 @@ const EXPECTED = {
     .sort((a, b) => a.id.localeCompare(b.id))
     .map((x) => ({ created_at: iso(x.created_at), id: x.id, project_id: x.project_id, status: x.status, title: x.title, updated_at: iso(x.updated_at) })),
 };
+/**
+ * Every tenant above also gets a project created and deleted through the API: its content stays
+ * the fixed one, and its audit log (tenant data, exported too) gets one entry per write. Audit
+ * entries differ per tenant (ids, times, hashes), so tiers are compared on the data tables.
+ */
+const AUDITED_WRITES = ['project.created', 'project.deleted'];
+const DATA_TABLES = ['projects', 'tasks'];
+const AUDIT_COLUMNS = [
+  'action', 'actor_id', 'actor_kind', 'created_at', 'hash', 'id', 'ip', 'metadata',
+  'prev_hash', 'request_id', 'seq', 'target_id', 'target_type', 'user_agent',
+];
 const BIG_ROWS = 100_000;
 const MARKER = 'secret-marker';
 
@@ -79,6 +90,29 @@ function parseNdjson(text: string): ParsedExport {
   return { header, rows, lines, manifest, recomputed };
 }
 
+/** The data tables of a per-table record (rows, lines, manifest entries), without the audit log. */
+function dataTables<V>(byTable: Record<string, V>): Record<string, V> {
+  return Object.fromEntries(Object.entries(byTable).filter(([name]) => name !== 'audit_log'));
+}
+
+/**
+ * The exported audit log: one entry per write, in key order, numbered from 1 and chained (each
+ * entry's prev_hash is the hash before it), times in UTC whatever the server's time zone.
+ */
+function expectAuditLog(rows: Array<Record<string, any>> | undefined, actions: string[]): void {
+  expect(rows).toHaveLength(actions.length);
+  const ids = rows!.map((r) => r.id as string);
+  expect(ids).toEqual([...ids].sort());
+  const chain = [...rows!].sort((a, b) => a.seq - b.seq);
+  expect(chain.map((r) => r.action)).toEqual(actions);
+  expect(chain.map((r) => r.seq)).toEqual(actions.map((_, i) => i + 1));
+  chain.forEach((r, i) => {
+    expect(Object.keys(r)).toEqual(AUDIT_COLUMNS);
+    expect(r).toMatchObject({ actor_kind: 'user', hash: expect.stringMatching(/^\\x[0-9a-f]{64}$/), created_at: expect.stringMatching(/\+00:00$/) });
+    expect(r.prev_hash).toBe(i === 0 ? '\\x' : chain[i - 1].hash);
+  });
+}
+
 let t: TestApp;
 let adminToken: string;
 let ownerToken: string;
@@ -102,8 +136,9 @@ async function asTenantOwner<R>(id: string, fn: (c: pg.Client) => Promise<R>): P
   }
 }
 
-async function seedFixed(id: string): Promise<void> {
-  await asTenantOwner(id, async (c) => {
+/** The fixed content, by SQL (no audit entries), then a project created and deleted through the API (two). */
+async function seedFixed(tenant: TenantFixture): Promise<void> {
+  await asTenantOwner(tenant.id, async (c) => {
     for (const p of PROJECTS) {
       await c.query('INSERT INTO projects (id, name, description, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)', [
         p.id,
@@ -124,6 +159,10 @@ async function seedFixed(id: string): Promise<void> {
       ]);
     }
   });
+  const created = await tenant.owner.post(`/orgs/${tenant.slug}/projects`, { name: 'short-lived' });
+  if (created.status !== 201) throw new Error(`project not created: ${created.status} ${JSON.stringify(created.body)}`);
+  const deleted = await tenant.owner.delete(`/orgs/${tenant.slug}/projects/${created.body.id}`);
+  if (deleted.status !== 204) throw new Error(`project not deleted: ${deleted.status} ${JSON.stringify(deleted.body)}`);
 }
 
 function download(path: string, token = adminToken, init: RequestInit = {}): Promise<Response> {
@@ -165,7 +204,7 @@ beforeAll(async () => {
   lastMigration = loadSqlMigrations(fromRoot('migrations', 'tenant')).at(-1)!.name;
   for (const tier of ['shared', 'schema', 'dedicated'] as const) {
     tenants[tier] = await createTenant(t, { tier });
-    await seedFixed(tenants[tier].id);
+    await seedFixed(tenants[tier]);
   }
   ownerToken = (await t.http.post('/auth/dev/login', { email: tenants.shared.ownerEmail })).body.accessToken;
   // Servers configured differently must not change the bytes: the export fixes its own session settings.
@@ -210,39 +249,57 @@ describe('GET /tenants/:id/export', () => {
       tenant: { id: tenant.id, slug: tenant.slug, name: `Tenant ${tenant.slug}`, tier, status: 'active' },
       migration: lastMigration,
       tables: [
+        { name: 'audit_log', key: 'id', columns: AUDIT_COLUMNS },
         { name: 'projects', key: 'id', columns: ['created_at', 'description', 'id', 'name', 'updated_at'] },
         { name: 'tasks', key: 'id', columns: ['created_at', 'id', 'project_id', 'status', 'title', 'updated_at'] },
       ],
     });
     expect(Date.now() - Date.parse(parsed.header.exportedAt)).toBeLessThan(60_000);
-    // Parents first: every projects line comes before the first tasks line.
+    // Parents first: every projects line comes before the first tasks line (the audit log references neither).
     const order = text.split('\n').slice(1, -2).map((l) => JSON.parse(l).table);
-    expect(order).toEqual([...Array(3).fill('projects'), ...Array(3).fill('tasks')]);
-    expect(parsed.rows).toEqual(EXPECTED);
+    expect(order).toEqual([...Array(AUDITED_WRITES.length).fill('audit_log'), ...Array(3).fill('projects'), ...Array(3).fill('tasks')]);
+    expect(dataTables(parsed.rows)).toEqual(EXPECTED);
+    expectAuditLog(parsed.rows.audit_log, AUDITED_WRITES);
     expect(parsed.manifest).toEqual({ type: 'manifest', tables: parsed.recomputed });
     expect(parsed.recomputed.projects.rows).toBe(3);
+    expect(parsed.recomputed.audit_log.rows).toBe(AUDITED_WRITES.length);
     manifests.set(tier, parsed.manifest);
     lines.set(tier, parsed.lines);
   });
 
   it('gives byte-identical rows and the same manifest on every tier', () => {
     expect(manifests.size).toBe(3);
-    expect(manifests.get('schema')).toEqual(manifests.get('shared'));
-    expect(manifests.get('dedicated')).toEqual(manifests.get('shared'));
-    expect(lines.get('dedicated')).toEqual(lines.get('shared'));
+    // The same content, the same bytes: the data tables. Each tenant's audit log is its own (checked above).
+    const dataManifest = (tier: Tier) => {
+      const m = manifests.get(tier) as { type: string; tables: Record<string, unknown> };
+      return { ...m, tables: dataTables(m.tables) };
+    };
+    expect(Object.keys(dataManifest('shared').tables)).toEqual(DATA_TABLES);
+    expect(dataManifest('schema')).toEqual(dataManifest('shared'));
+    expect(dataManifest('dedicated')).toEqual(dataManifest('shared'));
+    expect(Object.keys(dataTables(lines.get('shared')!))).toEqual(DATA_TABLES);
+    expect(dataTables(lines.get('schema')!)).toEqual(dataTables(lines.get('shared')!));
+    expect(dataTables(lines.get('dedicated')!)).toEqual(dataTables(lines.get('shared')!));
   });
 
   it("never shows another tenant's rows of the same shared schema", async () => {
-    const mine = parseNdjson((await exportText(tenants.shared.id)).text);
+    const mineText = (await exportText(tenants.shared.id)).text;
+    const mine = parseNdjson(mineText);
     const theirs = parseNdjson((await exportText(intruder.id)).text);
-    expect(mine.rows).toEqual(EXPECTED);
+    expect(dataTables(mine.rows)).toEqual(EXPECTED);
+    expectAuditLog(mine.rows.audit_log, AUDITED_WRITES);
     expect(JSON.stringify(mine.rows)).not.toContain(intruder.slug);
     expect(theirs.manifest.tables.projects.rows).toBe(3);
     expect(theirs.manifest.tables.tasks.rows).toBe(3);
+    // Seeded through the API: one audit entry per project and per task, in the order written.
+    expect(theirs.manifest.tables.audit_log.rows).toBe(6);
+    expectAuditLog(theirs.rows.audit_log, Array(3).fill(['project.created', 'task.created']).flat());
     expect(theirs.manifest).toEqual({ type: 'manifest', tables: theirs.recomputed });
     for (const p of theirs.rows.projects) expect(p.name).toContain(intruder.slug);
-    const mineIds = new Set([...mine.rows.projects, ...mine.rows.tasks].map((r) => r.id));
-    for (const r of [...theirs.rows.projects, ...theirs.rows.tasks]) expect(mineIds.has(r.id)).toBe(false);
+    const mineIds = new Set([...mine.rows.projects, ...mine.rows.tasks, ...mine.rows.audit_log].map((r) => r.id));
+    for (const r of [...theirs.rows.projects, ...theirs.rows.tasks, ...theirs.rows.audit_log]) expect(mineIds.has(r.id)).toBe(false);
+    // Not even as the target of one of my audit entries.
+    for (const r of [...theirs.rows.projects, ...theirs.rows.tasks]) expect(mineText).not.toContain(r.id as string);
   });
 
   it('streams the json format as one document with the same content and manifest', async () => {
@@ -258,8 +315,9 @@ describe('GET /tenants/:id/export', () => {
     expect(doc.manifest).toEqual(ndjson.manifest);
     // One row per line, in the very bytes of the ndjson rows.
     const rowLines = text.split('\n').filter((l) => l.startsWith('{"') && !l.startsWith('{"header"'));
+    expect(ndjson.lines.audit_log).toHaveLength(AUDITED_WRITES.length);
     expect(rowLines.map((l) => l.replace(/,$/, ''))).toEqual(
-      [...ndjson.lines.projects, ...ndjson.lines.tasks].map((l) => l.slice(l.indexOf('"row":') + 6, -1)),
+      [...ndjson.lines.audit_log, ...ndjson.lines.projects, ...ndjson.lines.tasks].map((l) => l.slice(l.indexOf('"row":') + 6, -1)),
     );
   });
 
@@ -267,9 +325,9 @@ describe('GET /tenants/:id/export', () => {
     const empty = await createTenant(t, { tier: 'schema' });
     const parsed = parseNdjson((await exportText(empty.id)).text);
     const none = createHash('sha256').digest('hex');
-    expect(parsed.manifest.tables).toEqual({ projects: { rows: 0, sha256: none }, tasks: { rows: 0, sha256: none } });
+    expect(parsed.manifest.tables).toEqual({ audit_log: { rows: 0, sha256: none }, projects: { rows: 0, sha256: none }, tasks: { rows: 0, sha256: none } });
     const doc = JSON.parse((await exportText(empty.id, 'json')).text);
-    expect(doc.tables).toEqual({ projects: [], tasks: [] });
+    expect(doc.tables).toEqual({ audit_log: [], projects: [], tasks: [] });
     expect(doc.manifest).toEqual(parsed.manifest);
   });
 
@@ -282,7 +340,8 @@ describe('GET /tenants/:id/export', () => {
         expect(res.status).toBe(200);
         const parsed = parseNdjson(text);
         expect(parsed.header.tenant.status).toBe(status);
-        expect(parsed.rows).toEqual(EXPECTED);
+        expect(dataTables(parsed.rows)).toEqual(EXPECTED);
+        expectAuditLog(parsed.rows.audit_log, AUDITED_WRITES);
       }
       await setStatus(id, 'provisioning');
       const refused = await download(`/tenants/${id}/export`);
@@ -443,12 +502,14 @@ describe('tenants export and verify-export (CLI)', () => {
   it('exports to a file with a progress bar, and verify-export confirms it', async () => {
     const out = join(workdir, 'shared.ndjson');
     const run = await cli('tenants', 'export', tenants.shared.slug, '--out', out);
-    expect(run.stderr).toMatch(/export \[[^\]]*\] 100% \| 6\/6 rows \| ETA/);
+    const total = 6 + AUDITED_WRITES.length;
+    expect(run.stderr).toMatch(new RegExp(`export \\[[^\\]]*\\] 100% \\| ${total}/${total} rows \\| ETA`));
     expect(run.code).toBe(0);
     expect(run.stdout).toBe('');
     const text = readFileSync(out, 'utf8');
     const parsed = parseNdjson(text);
-    expect(parsed.rows).toEqual(EXPECTED);
+    expect(dataTables(parsed.rows)).toEqual(EXPECTED);
+    expectAuditLog(parsed.rows.audit_log, AUDITED_WRITES);
     expect(parsed.manifest).toEqual({ type: 'manifest', tables: parsed.recomputed });
     const viaHttp = parseNdjson((await exportText(tenants.shared.id)).text);
     expect(parsed.lines).toEqual(viaHttp.lines);
@@ -458,10 +519,11 @@ describe('tenants export and verify-export (CLI)', () => {
     const [head, ...rows] = tableRows(verified.stdout);
     expect(head).toEqual(['table', 'rows', 'sha256', 'manifest']);
     expect(rows).toEqual([
+      ['audit_log', String(AUDITED_WRITES.length), parsed.recomputed.audit_log.sha256, 'ok'],
       ['projects', '3', parsed.recomputed.projects.sha256, 'ok'],
       ['tasks', '3', parsed.recomputed.tasks.sha256, 'ok'],
     ]);
-    expect(verified.stdout).toContain('6 rows in 2 tables match the manifest');
+    expect(verified.stdout).toContain(`${total} rows in 3 tables match the manifest`);
 
     const audit = await t.pools().control().query(
       `SELECT actor_kind FROM control.platform_audit_log WHERE tenant_id = $1 AND action = 'tenant.exported' AND actor_kind = 'operator'`,
@@ -474,13 +536,18 @@ describe('tenants export and verify-export (CLI)', () => {
     const run = await cli('tenants', 'export', tenants.dedicated.slug, '--format', 'json');
     expect(run.code).toBe(0);
     const doc = JSON.parse(run.stdout);
-    expect(doc.tables).toEqual(EXPECTED);
+    expect(dataTables(doc.tables)).toEqual(EXPECTED);
+    expectAuditLog(doc.tables.audit_log, AUDITED_WRITES);
     const file = join(workdir, 'dedicated.json');
     writeFileSync(file, run.stdout);
     const verified = await cli('tenants', 'verify-export', file);
     expect(verified.code).toBe(0);
-    expect(tableRows(verified.stdout).slice(1).map((r) => r[3])).toEqual(['ok', 'ok']);
-    expect(tableRows(verified.stdout).slice(1).map((r) => r[2])).toEqual([doc.manifest.tables.projects.sha256, doc.manifest.tables.tasks.sha256]);
+    expect(tableRows(verified.stdout).slice(1).map((r) => r[3])).toEqual(['ok', 'ok', 'ok']);
+    expect(tableRows(verified.stdout).slice(1).map((r) => r[2])).toEqual([
+      doc.manifest.tables.audit_log.sha256,
+      doc.manifest.tables.projects.sha256,
+      doc.manifest.tables.tasks.sha256,
+    ]);
   });
 
   it('verify-export names the table that was changed, and detects a cut-short file (exit 1)', async () => {
@@ -492,6 +559,7 @@ describe('tenants export and verify-export (CLI)', () => {
     expect(changed.code).toBe(1);
     expect(changed.stderr).toContain("table 'tasks'");
     expect(changed.stderr).not.toContain("table 'projects'");
+    expect(changed.stderr).not.toContain("table 'audit_log'");
 
     const dropped = join(workdir, 'dropped.ndjson');
     writeFileSync(dropped, good.split('\n').filter((l) => !l.includes(P(2))).join('\n'));
@@ -512,6 +580,7 @@ describe('tenants export and verify-export (CLI)', () => {
     expect(jsonChanged.code).toBe(1);
     expect(jsonChanged.stderr).toContain("table 'projects'");
     expect(jsonChanged.stderr).not.toContain("table 'tasks'");
+    expect(jsonChanged.stderr).not.toContain("table 'audit_log'");
   });
 
   it('refuses an unknown tenant (exit 1) and a bad format (exit 2)', async () => {

@@ -106,12 +106,21 @@ async function placementsOf(t: TestApp): Promise<PlacementRow[]> {
   return asOwner(t, async (c) => (await c.query<PlacementRow>('SELECT id, slug, tier, server_key, database_name, schema_name FROM control.tenants ORDER BY id')).rows);
 }
 
-/** Rows per tenant table of one tenant in one schema, counted as the superuser (RLS does not apply). */
+/** What seedProjects leaves: the rows, and one audit entry per project and per task it created through the API. */
+function seededRows(projects: number, tasksEach: number): Record<string, number> {
+  return { audit_log: projects + projects * tasksEach, projects, tasks: projects * tasksEach };
+}
+
+/**
+ * Rows per tenant table of one tenant in one schema, counted as the superuser (RLS does not apply).
+ * Bookkeeping tables are not tenant data (the fences and the audit chain heads, derived from
+ * audit_log): the tests check those on their own (chainHeadsIn, the fences query).
+ */
 async function countIn(t: TestApp, server: string, database: string, schema: string, tenantId: string): Promise<Record<string, number>> {
   return superuser(t, server, database, async (c) => {
     const tables = await c.query<{ name: string }>(
       `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname NOT IN ('_migrations', 'tenant_fences')
+        WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname NOT IN ('_migrations', 'tenant_fences', 'audit_chain_heads')
           AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'organization_id')
         ORDER BY 1`,
       [schema],
@@ -123,6 +132,13 @@ async function countIn(t: TestApp, server: string, database: string, schema: str
     }
     return out;
   });
+}
+
+/** The tenant's audit chain head in one schema (0 or 1 row), counted as the superuser: a purge removes it with the log. */
+async function chainHeadsIn(t: TestApp, server: string, database: string, schema: string, tenantId: string): Promise<number> {
+  return superuser(t, server, database, async (c) =>
+    (await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${quoteIdent(schema)}.audit_chain_heads WHERE organization_id = $1`, [tenantId])).rows[0].n,
+  );
 }
 
 /** Every row count of every tenant but the excluded ones, wherever they live: what a purge must not touch. */
@@ -320,12 +336,12 @@ describe('transitions that are refused', () => {
     const second = randomUUID();
     await insertMove(second, 'verifying');
     expectError(await admin.post(`/tenants/${tenant.id}/purge`), 409, 'MOVE_IN_PROGRESS');
-    expect(await countIn(one, 'primary', one.database, 'tenant_data', tenant.id)).toEqual({ projects: 1, tasks: 1 });
+    expect(await countIn(one, 'primary', one.database, 'tenant_data', tenant.id)).toEqual(seededRows(1, 1));
 
     await setPhase(second, 'failed');
     const purged = await admin.post(`/tenants/${tenant.id}/purge`);
     expect(purged.status).toBe(200);
-    expect(tableCounts(purged.body.receipt.placements[0])).toMatchObject({ projects: 1, tasks: 1 });
+    expect(tableCounts(purged.body.receipt.placements[0])).toEqual(seededRows(1, 1));
   });
 });
 
@@ -404,10 +420,9 @@ describe('purge', () => {
   it.each(['shared', 'schema', 'dedicated'] as Tier[])('removes everything of a %s tenant and nothing of anyone else, with a verifiable receipt', async (tier) => {
     const t = targets.get(tier)!;
     const p = (await placementsOf(one)).find((r) => r.id === t.id)!;
-    expect(await countIn(one, p.server_key, p.database_name, p.schema_name, t.id)).toEqual({
-      projects: seeded[tier].projects,
-      tasks: seeded[tier].projects * seeded[tier].tasks,
-    });
+    const rows = seededRows(seeded[tier].projects, seeded[tier].tasks);
+    expect(await countIn(one, p.server_key, p.database_name, p.schema_name, t.id)).toEqual(rows);
+    expect(await chainHeadsIn(one, p.server_key, p.database_name, p.schema_name, t.id)).toBe(1);
     const othersBefore = await everyOtherTenant(one, [t.id]);
     expect(Object.values(othersBefore).some((counts) => counts.projects > 0)).toBe(true);
 
@@ -429,8 +444,9 @@ describe('purge', () => {
     });
     expect(receipt.placements).toHaveLength(1);
     expect(receipt.placements[0]).toMatchObject({ role: 'current', moveId: null, found: true, gone: true, dropped: { shared: null, schema: 'schema', dedicated: 'database' }[tier] });
+    // Every tenant table (the audit log too), and no bookkeeping table: the chain head is not tenant data.
     const counts = tableCounts(receipt.placements[0]);
-    expect(counts).toMatchObject({ projects: seeded[tier].projects, tasks: seeded[tier].projects * seeded[tier].tasks });
+    expect(counts).toEqual(rows);
     // Children before parents.
     const names = receipt.placements[0].tables.map((x: { name: string }) => x.name);
     expect(names.indexOf('tasks')).toBeLessThan(names.indexOf('projects'));
@@ -438,7 +454,10 @@ describe('purge', () => {
     expect(Date.parse(receipt.purgedAt)).toBeGreaterThan(Date.parse(receipt.purgeAfter));
 
     // ...is what happened, seen as the superuser.
-    if (tier === 'shared') expect(Object.values(await countIn(one, 'primary', one.database, 'tenant_data', t.id)).every((n) => n === 0)).toBe(true);
+    if (tier === 'shared') {
+      expect(Object.values(await countIn(one, 'primary', one.database, 'tenant_data', t.id)).every((n) => n === 0)).toBe(true);
+      expect(await chainHeadsIn(one, 'primary', one.database, 'tenant_data', t.id)).toBe(0);
+    }
     if (tier === 'schema') expect(await schemaExists(one, p.schema_name)).toBe(false);
     if (tier === 'dedicated') expect(await databaseExists(one, 'secondary', p.database_name)).toBe(false);
     const control = await asOwner(one, async (c) =>
@@ -479,11 +498,16 @@ describe('purge', () => {
     // A tenant that moved from the shared tier to a schema: its old rows (and fence) are still in tenant_data.
     const t = await createTenant(one, { tier: 'shared' });
     await seedProjects(t, 2, 2);
+    const rows = seededRows(2, 2);
     const target = placementFor(one.runtime, t.id, 'schema');
     await preparePlacement(one.runtime, target);
     const copy = await connectToTenant(one.runtime, target, t.id);
     try {
-      await copy.query('INSERT INTO projects SELECT * FROM tenant_data.projects; INSERT INTO tasks SELECT * FROM tenant_data.tasks');
+      // As a move copies: the audit log as it is (seq and hashes kept), in maintenance mode.
+      await copy.query(
+        `SET app.audit_maintenance = 'on'; INSERT INTO projects SELECT * FROM tenant_data.projects; INSERT INTO tasks SELECT * FROM tenant_data.tasks;
+         INSERT INTO audit_log SELECT * FROM tenant_data.audit_log`,
+      );
     } finally {
       await copy.end();
     }
@@ -499,8 +523,9 @@ describe('purge', () => {
     });
     await superuser(one, 'primary', one.database, (c) => c.query('INSERT INTO tenant_data.tenant_fences (organization_id, move_id) VALUES ($1, $2)', [t.id, moveId]));
     expect(await eventually(async () => (await t.owner.get(`/orgs/${t.slug}/projects`)).status, 200)).toBe(200);
-    expect(await countIn(one, 'primary', one.database, 'tenant_data', t.id)).toEqual({ projects: 2, tasks: 4 });
-    expect(await countIn(one, 'primary', one.database, target.schema, t.id)).toEqual({ projects: 2, tasks: 4 });
+    expect(await countIn(one, 'primary', one.database, 'tenant_data', t.id)).toEqual(rows);
+    expect(await countIn(one, 'primary', one.database, target.schema, t.id)).toEqual(rows);
+    expect(await chainHeadsIn(one, 'primary', one.database, 'tenant_data', t.id)).toBe(1);
     const othersBefore = await everyOtherTenant(one, [t.id]);
 
     // A flipped move does not hold the deletion up.
@@ -514,15 +539,17 @@ describe('purge', () => {
       ['current', 'schema', null, 'schema'],
       ['move_source', 'shared', moveId, null],
     ]);
-    expect(tableCounts(receipt.placements[0])).toMatchObject({ projects: 2, tasks: 4 });
-    expect(tableCounts(receipt.placements[1])).toMatchObject({ projects: 2, tasks: 4 });
-    expect(receipt.rowsRemoved).toBe(12);
+    expect(tableCounts(receipt.placements[0])).toEqual(rows);
+    expect(tableCounts(receipt.placements[1])).toEqual(rows);
+    // 2 projects, 4 tasks and their 6 audit entries, in each placement.
+    expect(receipt.rowsRemoved).toBe(24);
     expect(receipt.verification.nothingLeft).toBe(true);
 
     expect(await schemaExists(one, target.schema)).toBe(false);
-    expect(await countIn(one, 'primary', one.database, 'tenant_data', t.id)).toEqual({ projects: 0, tasks: 0 });
+    expect(await countIn(one, 'primary', one.database, 'tenant_data', t.id)).toEqual({ audit_log: 0, projects: 0, tasks: 0 });
     const fences = await superuser(one, 'primary', one.database, async (c) => (await c.query('SELECT 1 FROM tenant_data.tenant_fences WHERE organization_id = $1', [t.id])).rowCount);
     expect(fences).toBe(0);
+    expect(await chainHeadsIn(one, 'primary', one.database, 'tenant_data', t.id)).toBe(0);
     expect(await asOwner(one, async (c) => (await c.query('SELECT 1 FROM control.tenant_moves WHERE tenant_id = $1', [t.id])).rowCount)).toBe(0);
     expect(await everyOtherTenant(one, [t.id])).toEqual(othersBefore);
   });
@@ -561,7 +588,8 @@ describe('purge', () => {
     const { receipt } = res.body;
     expect(res.body.sha256).toBe(sha256(receipt));
     expect(receipt.placements[0]).toMatchObject({ role: 'current', found: false, dropped: null, gone: true, tables: [] });
-    expect(receipt.earlierAttempts).toEqual([{ startedAt: expect.any(String), rowsFound: 4 }]);
+    // 2 projects, 2 tasks and their 4 audit entries.
+    expect(receipt.earlierAttempts).toEqual([{ startedAt: expect.any(String), rowsFound: 8 }]);
     expect(receipt.membershipsRemoved).toBe(2);
     expect(receipt.verification.nothingLeft).toBe(true);
     expect(await asOwner(one, async (c) => (await c.query('SELECT 1 FROM control.tenants WHERE id = $1', [t.id])).rowCount)).toBe(0);
@@ -656,9 +684,11 @@ describe('the sweeper', () => {
       const { receipt, sha256: digest } = receipts[0].metadata;
       expect(sha256(receipt)).toBe(digest);
       expect(receipt.purgedBy).toEqual({ kind: 'system', id: 'lifecycle-sweeper' });
-      expect(tableCounts(receipt.placements[0])).toMatchObject({ projects: 2, tasks: 6 });
-      expect(await countIn(own, 'primary', own.database, 'tenant_data', t.id)).toEqual({ projects: 0, tasks: 0 });
-      expect(await countIn(own, 'primary', own.database, 'tenant_data', neighbour.id)).toEqual({ projects: 1, tasks: 1 });
+      expect(tableCounts(receipt.placements[0])).toEqual(seededRows(2, 3));
+      expect(await countIn(own, 'primary', own.database, 'tenant_data', t.id)).toEqual({ audit_log: 0, projects: 0, tasks: 0 });
+      expect(await chainHeadsIn(own, 'primary', own.database, 'tenant_data', t.id)).toBe(0);
+      expect(await countIn(own, 'primary', own.database, 'tenant_data', neighbour.id)).toEqual(seededRows(1, 1));
+      expect(await chainHeadsIn(own, 'primary', own.database, 'tenant_data', neighbour.id)).toBe(1);
 
       // Sweeps go on after failing steps, never overlapping.
       const seen = runs;
@@ -737,7 +767,8 @@ describe('the operators CLI', () => {
     const sweptRows = tableRows(swept.stdout);
     expect(sweptRows[0]).toEqual(['slug', 'id', 'tier', 'rows removed', 'receipt sha256']);
     const mine = sweptRows.find((r) => r[0] === t.slug)!;
-    expect(mine.slice(1, 4)).toEqual([t.id, 'schema', '6']);
+    // 2 projects, 4 tasks and their 6 audit entries.
+    expect(mine.slice(1, 4)).toEqual([t.id, 'schema', '12']);
     expect(swept.stderr).toMatch(/purging due tenants/);
     expect(swept.stderr).toMatch(/\d+ purged, 0 being purged by another process, 0 failed/);
 
@@ -758,7 +789,7 @@ describe('the operators CLI', () => {
     const printed = JSON.parse(res.stdout);
     expect(printed.sha256).toBe(sha256(printed.receipt));
     expect(printed.receipt.tenant).toMatchObject({ id: t.id, slug: t.slug, tier: 'dedicated', server: 'secondary' });
-    expect(tableCounts(printed.receipt.placements[0])).toMatchObject({ projects: 1, tasks: 2 });
+    expect(tableCounts(printed.receipt.placements[0])).toEqual(seededRows(1, 2));
     expect(await databaseExists(one, 'secondary', tenantObjectName(t.id))).toBe(false);
 
     const other = await createTenant(one, { tier: 'shared' });
@@ -771,6 +802,7 @@ describe('the operators CLI', () => {
     expect(rows[0]).toEqual(['where', 'what', 'removed', 'left']);
     expect(rows).toContainEqual(['shared on primary', 'tasks', '1', '0']);
     expect(rows).toContainEqual(['shared on primary', 'projects', '1', '0']);
+    expect(rows).toContainEqual(['shared on primary', 'audit_log', '2', '0']);
     expect(rows).toContainEqual(['control plane', 'memberships', '1', '0']);
     const [entry] = await auditOf(one, other.id, 'tenant.purged');
     expect(table.stdout).toContain(`receipt sha256 ${entry.metadata.sha256}`);

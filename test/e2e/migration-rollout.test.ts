@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { AppConfig, loadConfig } from '../../config/configuration.js';
-import { quoteIdent, tenantObjectName } from '../../libs/postgres/index.js';
+import { fromRoot } from '../../config/paths.js';
+import { loadSqlMigrations, quoteIdent, tenantObjectName } from '../../libs/postgres/index.js';
 import { cloneTemplate, harnessInfo, HarnessInfo, withSuperuser } from '../../libs/testing/index.js';
 import { migrateTenantPlacements, prepareDatabases } from '../../src/tenancy/infrastructure.js';
 import { PlacementOutcome, runMigrationRollout } from '../../src/tenancy/migration-rollout.js';
@@ -21,6 +22,8 @@ import { startTestApp } from '../support/test-app.js';
  * and the CLI (`migrate` flags, `migrations status`).
  */
 const NEW_MIGRATION = { name: '0099_test_column.sql', sql: 'ALTER TABLE projects ADD COLUMN rollout_note text' };
+/** The newest tenant migration of the code: where every placement starts, and what a placement the test migration failed on stays at. */
+const LATEST = loadSqlMigrations(fromRoot('migrations', 'tenant')).at(-1)!.name;
 const SCHEMA_TENANTS = 200;
 
 interface Fixture {
@@ -228,10 +231,10 @@ describe('tenant migrations across every placement', () => {
     const withNew = [...real].filter(([, names]) => names.includes(NEW_MIGRATION.name)).map(([slug]) => slug);
     expect(withNew.sort()).toEqual([canary, ...secondWave.filter((t) => t !== broken)].map((t) => t.slug).sort());
     const books = await bookkeeping();
-    expect(books.get(broken.slug)).toMatchObject({ status: 'failed', version: '0002_write_gate.sql', error: report.failed[0].error });
+    expect(books.get(broken.slug)).toMatchObject({ status: 'failed', version: LATEST, error: report.failed[0].error });
     expect(books.get(canary.slug)).toMatchObject({ status: 'ok', version: NEW_MIGRATION.name, error: null });
     // What the stop left behind is visible as pending.
-    expect(books.get('shared')).toMatchObject({ status: 'pending', version: '0002_write_gate.sql' });
+    expect(books.get('shared')).toMatchObject({ status: 'pending', version: LATEST });
     expect([...books.values()].filter((b) => b.status === 'pending')).toHaveLength(TOTAL() - 11);
   });
 
@@ -267,7 +270,7 @@ describe('tenant migrations across every placement', () => {
       expect([t.slug, names.includes(NEW_MIGRATION.name)]).toEqual([t.slug, shouldHave]);
     }
     expect(real.get('shared')).toContain(NEW_MIGRATION.name);
-    expect(real.get(broken.slug)!.at(-1)).toBe('0002_write_gate.sql');
+    expect(real.get(broken.slug)!.at(-1)).toBe(LATEST);
 
     const books = await bookkeeping();
     expect(books.size).toBe(TOTAL());
@@ -284,17 +287,17 @@ describe('tenant migrations across every placement', () => {
     const [placements, versions] = res.stdout.split(/\n(?=┌)/).map(tableRows);
     expect(placements[0]).toEqual(['tenant', 'tier', 'server', 'database/schema', 'version', 'status', 'error', 'attempted']);
     expect(placements).toHaveLength(6);
-    expect(placements[1].slice(0, 6)).toEqual([broken.slug, 'schema', 'primary', `${database}/${broken.schema}`, '0002_write_gate.sql', 'failed']);
+    expect(placements[1].slice(0, 6)).toEqual([broken.slug, 'schema', 'primary', `${database}/${broken.schema}`, LATEST, 'failed']);
     expect(placements[1][6]).toContain('already exists (42701)');
     expect(placements[1][7]).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/);
     for (const row of placements.slice(2)) expect(row.slice(4, 7)).toEqual([NEW_MIGRATION.name, 'ok', '']);
     expect(versions).toEqual([
       ['version', 'placements', 'ok', 'failed', 'pending'],
       [NEW_MIGRATION.name, String(TOTAL() - 1), String(TOTAL() - 1), '0', '0'],
-      ['0002_write_gate.sql', '1', '0', '1', '0'],
+      [LATEST, '1', '0', '1', '0'],
     ]);
     expect(res.stderr).toContain(`5 of ${TOTAL()} recorded placements (raise --limit to see more)`);
-    expect(res.stderr).toContain("this code's newest tenant migration: 0002_write_gate.sql");
+    expect(res.stderr).toContain(`this code's newest tenant migration: ${LATEST}`);
 
     const failed = await cli('migrations', 'status', '--failed');
     expect(failed.code).toBe(0);
@@ -374,7 +377,7 @@ describe('tenant migrations across every placement', () => {
       const aside = app.runtime.failedPlacements;
       expect([...aside.keys()].sort()).toEqual([failing.id, pending.id, old.id, ...shared.map((t) => t.id)].sort());
       expect(aside.get(failing.id)!.reason).toBe('tenant migrations failed: boom');
-      expect(aside.get(old.id)!.reason).toContain('behind (at 0001_projects_tasks.sql, this code needs 0002_write_gate.sql)');
+      expect(aside.get(old.id)!.reason).toContain(`behind (at 0001_projects_tasks.sql, this code needs ${LATEST})`);
       expect(aside.get(shared[0].id)!.reason).toBe('tenant migrations failed: shared boom');
       // Nothing was migrated, nothing recorded.
       expect((await realVersions()).get(unrecorded.slug)).not.toContain('0002_write_gate.sql');

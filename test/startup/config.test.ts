@@ -38,12 +38,14 @@ describe('loadConfig', () => {
         poolIdleMs: 30_000,
       },
       routingCacheTtlMs: 60_000,
-      auth: { jwtTtlSeconds: 43_200, platformAdminEmails: [], devLoginEnabled: true },
+      auth: { jwtTtlSeconds: 43_200, platformAdminEmails: [], supportStaffEmails: [], devLoginEnabled: true },
+      support: { grantMaxMinutes: 60 },
       tenantProviderScope: 'singleton',
       lifecycle: { deletionGraceDays: 30, sweepIntervalMs: 60_000, moveCleanupDelaySeconds: 3600, moveFreezeWaitMs: 10_000, moveBatchRows: 50_000 },
       migrations: { onStart: true, waves: [1, 10], concurrency: 4 },
       workos: { redirectUri: 'http://localhost:3000/auth/sso/callback', stateTtlSeconds: 600, events: { pollMs: 5000, maxAttempts: 8, retryBaseMs: 1000 } },
       benchSkipSessionCheck: false,
+      benchSkipAudit: false,
     });
   });
 

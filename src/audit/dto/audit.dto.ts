@@ -69,7 +69,8 @@ export class AuditExportQueryDto extends AuditQueryDto {
 
 export class AuditEntryDto {
   @ApiProperty({ format: 'uuid' }) id!: string;
-  @ApiProperty({ description: 'Position in the tenant\'s chain, from 1, without gaps' }) seq!: number;
+  @ApiProperty({ nullable: true, type: Number, description: "Position in the tenant's chain, from 1, without gaps; null for a moment after the write, until sealed" })
+  seq!: number | null;
   @ApiProperty({ enum: ACTOR_KINDS }) actorKind!: string;
   @ApiProperty({ nullable: true, type: String }) actorId!: string | null;
   @ApiProperty({ example: 'project.created' }) action!: string;
@@ -80,7 +81,7 @@ export class AuditEntryDto {
   @ApiProperty({ nullable: true, type: String }) ip!: string | null;
   @ApiProperty({ nullable: true, type: String }) userAgent!: string | null;
   @ApiProperty({ type: String, format: 'date-time' }) createdAt!: string;
-  @ApiProperty({ description: 'SHA-256 (hex) of the previous hash and this entry' }) hash!: string;
+  @ApiProperty({ nullable: true, type: String, description: 'SHA-256 (hex) of the previous hash and this entry (null until sealed)' }) hash!: string | null;
 
   static from(r: AuditRecord): AuditEntryDto {
     return { ...r, createdAt: r.createdAt.toISOString() };
@@ -105,7 +106,8 @@ class ChainHeadDto {
 
 export class AuditVerificationDto {
   @ApiProperty() ok!: boolean;
-  @ApiProperty() entries!: number;
+  @ApiProperty({ description: 'Sealed entries checked' }) entries!: number;
+  @ApiProperty({ description: 'Entries not sealed yet (written a moment ago)' }) pending!: number;
   @ApiProperty({ type: ChainHeadDto, nullable: true }) head!: ChainHeadDto | null;
   @ApiPropertyOptional({ type: ChainBreakDto, description: 'The first entry where the chain breaks' }) firstBreak?: ChainBreakDto;
   @ApiProperty({ type: ChainHeadDto, nullable: true, description: 'The last checkpoint the platform recorded before this check' })

@@ -1,0 +1,58 @@
+import { Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { quoteIdent } from '../../libs/postgres/index.js';
+import { TenantPools } from '../tenancy/tenant-pools.service.js';
+import type { Placement } from '../tenancy/tenant-route.js';
+
+const BATCH = 10_000;
+const DEBOUNCE_MS = 200;
+
+/**
+ * Seals tenants' new audit entries onto their hash chains (audit_seal(), migrations/tenant/0003),
+ * just after the writes that made them commit: a short, separate transaction per tenant, debounced
+ * so a burst of writes is sealed in one go. Reading, exporting or verifying a log seals it first.
+ * Entries a crash left unsealed are sealed by the next write, read or checkpoint of their tenant.
+ */
+@Injectable()
+export class AuditSealer implements OnApplicationShutdown {
+  private readonly logger = new Logger(AuditSealer.name);
+  private readonly pending = new Map<string, NodeJS.Timeout>();
+  private readonly running = new Set<Promise<unknown>>();
+
+  constructor(private readonly pools: TenantPools) {}
+
+  async onApplicationShutdown(): Promise<void> {
+    for (const timer of this.pending.values()) clearTimeout(timer);
+    this.pending.clear();
+    await Promise.allSettled([...this.running]);
+  }
+
+  /** Seals the tenant's pending entries soon (once for a burst of writes). */
+  schedule(tenantId: string, placement: Placement): void {
+    if (this.pending.has(tenantId)) return;
+    const timer = setTimeout(() => {
+      this.pending.delete(tenantId);
+      const run = this.sealNow(tenantId, placement)
+        .catch((err: Error) => this.logger.warn({ tenantId, reason: err.message }, 'sealing audit entries failed; the next write or read retries'))
+        .finally(() => this.running.delete(run));
+      this.running.add(run);
+    }, DEBOUNCE_MS);
+    timer.unref();
+    this.pending.set(tenantId, timer);
+  }
+
+  /** Seals every pending entry of the tenant now; returns how many. */
+  async sealNow(tenantId: string, placement: Placement): Promise<number> {
+    const leased = this.pools.lease(placement);
+    const lease = leased instanceof Promise ? await leased : leased;
+    try {
+      let total = 0;
+      for (;;) {
+        const rows = await lease.pool.query<Array<{ n: number }>>(`SELECT ${quoteIdent(placement.schema)}.audit_seal($1, $2) AS n`, [tenantId, BATCH]);
+        total += rows[0].n;
+        if (rows[0].n < BATCH) return total;
+      }
+    } finally {
+      lease.release();
+    }
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * npm run bench:audit — what the tenant audit log costs a write, and how fast a long chain verifies.
+ *
+ * Starts a throw-away embedded PostgreSQL server and two copies of the real app on it (child
+ * processes, production mode): one as shipped (each write also appends a hash-chained audit entry
+ * in its transaction) and one with BENCH_SKIP_AUDIT. Both take "POST /orgs/:slug/projects" for a
+ * shared tenant of their own; autocannon measures them in turns (A B, B A, ...), and the ratio of
+ * the medians is the result (target ≥ 0.85). Then BENCH_AUDIT_ENTRIES (1,000,000) entries are
+ * appended to one tenant's log by SQL (through the same chaining trigger) and GET /audit/verify
+ * recomputes the whole chain: entries per second, and the app's RSS before and during (the chain
+ * is recomputed by one streaming window query in PostgreSQL; the app only receives the verdict).
+ * Options (environment): BENCH_DURATION (5 s), BENCH_CONNECTIONS (16), BENCH_ROUNDS (6), BENCH_AUDIT_ENTRIES.
+ */
+import autocannon from 'autocannon';
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { ensureDatabase, ensurePlatformRoles, startEmbeddedCluster } from '../../libs/postgres/index.js';
+import { freePort, HttpClient } from '../../libs/testing/index.js';
+import { mintSession, startApp, stopApp } from './app-process.js';
+
+const DURATION = Number(process.env.BENCH_DURATION ?? 5);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
+const ENTRIES = Number(process.env.BENCH_AUDIT_ENTRIES ?? 1_000_000);
+const log = (msg: string) => process.stderr.write(`${msg}\n`);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+
+async function main(): Promise<void> {
+  const root = mkdtempSync(join(tmpdir(), 'tenancy-audit-bench-'));
+  chmodSync(root, 0o755);
+  const superPw = randomBytes(12).toString('hex');
+  const ownerPw = randomBytes(12).toString('hex');
+  const appPw = randomBytes(12).toString('hex');
+  const port = await freePort();
+  const cluster = await startEmbeddedCluster({ dataDir: join(root, 'primary'), port, password: superPw, maxConnections: 200 });
+  const apps: ChildProcess[] = [];
+  try {
+    const su = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password: superPw, database: 'postgres' });
+    await su.connect();
+    await ensurePlatformRoles(su, { ownerUser: 'tenancy_owner', ownerPassword: ownerPw, appUser: 'tenancy_app', appPassword: appPw });
+    await ensureDatabase(su, 'tenancy', 'tenancy_owner');
+    await su.end();
+    const secret = randomBytes(32).toString('hex');
+    const env = {
+      NODE_ENV: 'production',
+      LOG_LEVEL: 'warn',
+      DEV_LOGIN_ENABLED: 'false',
+      LIFECYCLE_SWEEP_INTERVAL_MS: '0',
+      DATABASE_URL: `postgres://tenancy_owner:${ownerPw}@127.0.0.1:${port}/tenancy`,
+      DATABASE_APP_PASSWORD: appPw,
+      JWT_SECRET: secret,
+      PLATFORM_ADMIN_EMAILS: 'admin@bench.test',
+      BENCH_BASELINE_DATABASE_URL: `postgres://postgres:${superPw}@127.0.0.1:${port}/tenancy`,
+    };
+    const [portA, portB] = [await freePort(), await freePort()];
+    apps.push(await startApp(portA, env));
+    apps.push(await startApp(portB, { ...env, BENCH_SKIP_AUDIT: 'true' }));
+
+    const db = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password: superPw, database: 'tenancy' });
+    await db.connect();
+    const userId = async (email: string) =>
+      (await db.query<{ id: string }>(`INSERT INTO control.users (id, email) VALUES (gen_random_uuid(), $1) ON CONFLICT ((lower(email))) DO UPDATE SET email = EXCLUDED.email RETURNING id`, [email])).rows[0].id;
+    const http = new HttpClient(`http://127.0.0.1:${portA}`);
+    const admin = http.as(await mintSession(db, secret, await userId('admin@bench.test'), 'admin@bench.test'));
+    const tenants: Record<'with' | 'without', { id: string; slug: string }> = {} as never;
+    for (const variant of ['with', 'without'] as const) {
+      const res = await admin.post('/tenants', { slug: `bench-audit-${variant}`, name: variant, tier: 'shared', ownerEmail: 'owner@bench.test' });
+      if (res.status !== 201) throw new Error(`tenant: ${res.status} ${JSON.stringify(res.body)}`);
+      tenants[variant] = { id: res.body.id, slug: res.body.slug };
+    }
+    const token = await mintSession(db, secret, await userId('owner@bench.test'), 'owner@bench.test');
+
+    const run = (p: number, slug: string, duration: number) =>
+      autocannon({
+        url: `http://127.0.0.1:${p}/orgs/${slug}/projects`,
+        method: 'POST',
+        connections: CONNECTIONS,
+        duration,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'benchmark project' }),
+      });
+    const variants = [['with', portA], ['without', portB]] as const;
+    for (const [variant, p] of variants) await run(p, tenants[variant].slug, 2);
+    const rps: Record<'with' | 'without', number[]> = { with: [], without: [] };
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const [variant, p] of round % 2 ? variants : [...variants].reverse()) {
+        const r = await run(p, tenants[variant].slug, DURATION);
+        if (r.non2xx || r.errors) throw new Error(`${variant}: ${r.non2xx} non-2xx, ${r.errors} errors`);
+        rps[variant].push(r.requests.average);
+        log(`round ${round} ${variant} auditing: ${r.requests.average.toFixed(0)} writes/s, p99 ${r.latency.p99} ms`);
+      }
+    }
+    const audited = await db.query<{ n: string }>(`SELECT count(*) AS n FROM tenant_data.audit_log WHERE organization_id = $1`, [tenants.with.id]);
+    const unaudited = await db.query<{ n: string }>(`SELECT count(*) AS n FROM tenant_data.audit_log WHERE organization_id = $1`, [tenants.without.id]);
+    log(`audit entries: ${audited.rows[0].n} with auditing, ${unaudited.rows[0].n} without`);
+
+    // A long chain: appended through the same trigger that chains every entry.
+    const seedStart = performance.now();
+    for (let done = 0; done < ENTRIES; done += 100_000) {
+      const n = Math.min(100_000, ENTRIES - done);
+      await db.query('BEGIN');
+      await db.query(`SELECT set_config('app.current_org_id', $1, true)`, [tenants.without.id]);
+      await db.query(
+        `INSERT INTO tenant_data.audit_log (id, actor_kind, actor_id, action, target_type, target_id, metadata)
+         SELECT gen_random_uuid(), 'system', 'bench', 'bench.entry', 'project', i::text, jsonb_build_object('i', i) FROM generate_series(1, $1::int) i`,
+        [n],
+      );
+      await db.query('COMMIT');
+      log(`  appended ${done + n} entries`);
+    }
+    log(`${ENTRIES} entries chained in ${((performance.now() - seedStart) / 1000).toFixed(1)} s`);
+    await db.end();
+    const owner = http.as(token);
+    const pid = apps[0].pid!;
+    const before = rssMb(pid);
+    let peak = before;
+    const sampler = setInterval(() => (peak = Math.max(peak, rssMb(pid))), 50);
+    const started = performance.now();
+    const verified = await owner.get(`/orgs/${tenants.without.slug}/audit/verify`);
+    const ms = performance.now() - started;
+    clearInterval(sampler);
+    if (verified.status !== 200 || !verified.body.ok) throw new Error(`verify: ${verified.status} ${JSON.stringify(verified.body)}`);
+    const entries = verified.body.entries as number;
+
+    const withW = median(rps.with);
+    const withoutW = median(rps.without);
+    process.stdout.write(
+      [
+        '| variant | writes/s (median of rounds) | ratio |',
+        '|---|---:|---:|',
+        `| POST /orgs/:slug/projects without auditing (baseline) | ${withoutW.toFixed(0)} | 1.00× |`,
+        `| the same, audited (as shipped) | ${withW.toFixed(0)} | ${(withW / withoutW).toFixed(3)}× (target ≥ 0.85) |`,
+        '',
+        '| chain verification | entries | seconds | entries/s | app RSS before → peak |',
+        '|---|---:|---:|---:|---:|',
+        `| GET /orgs/:slug/audit/verify | ${entries.toLocaleString('en')} | ${(ms / 1000).toFixed(2)} | ${Math.round(entries / (ms / 1000)).toLocaleString('en')} | ${before.toFixed(0)} → ${peak.toFixed(0)} MB |`,
+      ].join('\n') + '\n',
+    );
+  } finally {
+    await Promise.all(apps.map(stopApp));
+    await cluster.stop();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+await main();
