@@ -103,6 +103,11 @@ DECLARE
   caller_org text := current_setting('app.current_org_id', true);
 BEGIN
   PERFORM set_config('app.current_org_id', org::text, true);
+  -- Nothing pending: touch nothing (not even a head row; the tenant may have just been purged).
+  IF NOT EXISTS (SELECT 1 FROM audit_log WHERE organization_id = org AND seq IS NULL) THEN
+    PERFORM set_config('app.current_org_id', coalesce(caller_org, ''), true);
+    RETURN 0;
+  END IF;
   INSERT INTO audit_chain_heads (organization_id, seq, hash) VALUES (org, 0, '\x') ON CONFLICT (organization_id) DO NOTHING;
   SELECT seq, hash INTO head_seq, head_hash FROM audit_chain_heads WHERE organization_id = org FOR UPDATE;
   PERFORM set_config('app.audit_sealing', 'on', true);

@@ -165,6 +165,13 @@ async function seedFixed(tenant: TenantFixture): Promise<void> {
   if (deleted.status !== 204) throw new Error(`project not deleted: ${deleted.status} ${JSON.stringify(deleted.body)}`);
 }
 
+/** Verifies the tenant's chain through the API, which first seals entries written a moment ago: exports then see them sealed. */
+async function expectChain(tenant: TenantFixture, entries: number): Promise<void> {
+  const res = await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`);
+  expect(res.status).toBe(200);
+  expect(res.body).toMatchObject({ ok: true, entries, head: { seq: entries } });
+}
+
 function download(path: string, token = adminToken, init: RequestInit = {}): Promise<Response> {
   return fetch(t.http.baseUrl + path, { ...init, headers: { authorization: `Bearer ${token}` } });
 }
@@ -214,6 +221,8 @@ beforeAll(async () => {
   // Another tenant in the same shared schema, with rows of its own.
   intruder = await createTenant(t, { tier: 'shared', slug: `intruder-${randomUUID().slice(0, 8)}` });
   await seedProjects(intruder, 3, 1);
+  for (const tier of ['shared', 'schema', 'dedicated'] as const) await expectChain(tenants[tier], AUDITED_WRITES.length);
+  await expectChain(intruder, 6);
   big = await createTenant(t, { tier: 'shared' });
   await asTenantOwner(big.id, (c) =>
     c.query(

@@ -141,6 +141,24 @@ async function chainHeadsIn(t: TestApp, server: string, database: string, schema
   );
 }
 
+/**
+ * Waits until the tenant's chain head in one schema covers `entries` audit entries: entries may be
+ * sealed onto the chain a moment after their write, and a purge or a copy must not race that.
+ */
+async function untilSealed(t: TestApp, server: string, database: string, schema: string, tenantId: string, entries: number): Promise<void> {
+  const headSeq = () =>
+    superuser(t, server, database, async (c) =>
+      Number((await c.query<{ seq: string }>(`SELECT seq FROM ${quoteIdent(schema)}.audit_chain_heads WHERE organization_id = $1`, [tenantId])).rows[0]?.seq ?? 0),
+    );
+  const until = Date.now() + 5_000;
+  let seq = await headSeq();
+  while (seq !== entries && Date.now() < until) {
+    await sleep(25);
+    seq = await headSeq();
+  }
+  expect([schema, seq]).toEqual([schema, entries]);
+}
+
 /** Every row count of every tenant but the excluded ones, wherever they live: what a purge must not touch. */
 async function everyOtherTenant(t: TestApp, excluded: string[]): Promise<Record<string, Record<string, number>>> {
   const out: Record<string, Record<string, number>> = {};
@@ -422,6 +440,7 @@ describe('purge', () => {
     const p = (await placementsOf(one)).find((r) => r.id === t.id)!;
     const rows = seededRows(seeded[tier].projects, seeded[tier].tasks);
     expect(await countIn(one, p.server_key, p.database_name, p.schema_name, t.id)).toEqual(rows);
+    await untilSealed(one, p.server_key, p.database_name, p.schema_name, t.id, rows.audit_log);
     expect(await chainHeadsIn(one, p.server_key, p.database_name, p.schema_name, t.id)).toBe(1);
     const othersBefore = await everyOtherTenant(one, [t.id]);
     expect(Object.values(othersBefore).some((counts) => counts.projects > 0)).toBe(true);
@@ -499,6 +518,7 @@ describe('purge', () => {
     const t = await createTenant(one, { tier: 'shared' });
     await seedProjects(t, 2, 2);
     const rows = seededRows(2, 2);
+    await untilSealed(one, 'primary', one.database, 'tenant_data', t.id, rows.audit_log);
     const target = placementFor(one.runtime, t.id, 'schema');
     await preparePlacement(one.runtime, target);
     const copy = await connectToTenant(one.runtime, target, t.id);
@@ -525,6 +545,8 @@ describe('purge', () => {
     expect(await eventually(async () => (await t.owner.get(`/orgs/${t.slug}/projects`)).status, 200)).toBe(200);
     expect(await countIn(one, 'primary', one.database, 'tenant_data', t.id)).toEqual(rows);
     expect(await countIn(one, 'primary', one.database, target.schema, t.id)).toEqual(rows);
+    // The copy brought the chain as it was: the target's head follows it.
+    await untilSealed(one, 'primary', one.database, target.schema, t.id, rows.audit_log);
     expect(await chainHeadsIn(one, 'primary', one.database, 'tenant_data', t.id)).toBe(1);
     const othersBefore = await everyOtherTenant(one, [t.id]);
 
@@ -670,6 +692,8 @@ describe('the sweeper', () => {
       await seedProjects(t, 2, 3);
       const neighbour = await createTenant(own, { tier: 'shared' });
       await seedProjects(neighbour, 1, 1);
+      await untilSealed(own, 'primary', own.database, 'tenant_data', t.id, seededRows(2, 3).audit_log);
+      await untilSealed(own, 'primary', own.database, 'tenant_data', neighbour.id, seededRows(1, 1).audit_log);
       const deleted = await (await own.admin()).delete(`/tenants/${t.id}`);
       expect(deleted.status).toBe(202);
       expect(deleted.body.purgeAfter).toBe(deleted.body.deletionRequestedAt);
