@@ -2,7 +2,9 @@ import { Injectable } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import { v7 as uuidv7 } from 'uuid';
 import type { AppConfig } from '../../config/configuration.js';
-import { TenantContextStore } from '../tenancy/tenant-context.js';
+import { RequestInfo, TenantContextStore, TenantSession } from '../tenancy/tenant-context.js';
+import { TenantPools } from '../tenancy/tenant-pools.service.js';
+import type { TenantAccess, TenantRoute } from '../tenancy/tenant-route.js';
 import { AuditSealer } from './audit-sealer.service.js';
 
 export type AuditActorKind = 'user' | 'support' | 'system' | 'identity_provider';
@@ -47,9 +49,29 @@ export class AuditService {
   constructor(
     private readonly store: TenantContextStore,
     private readonly sealer: AuditSealer,
+    private readonly pools: TenantPools,
     config: ConfigService<AppConfig, true>,
   ) {
     this.skip = config.get('benchSkipAudit', { infer: true });
+  }
+
+  /**
+   * Records an entry for a change that lives outside the tenant's placement (members and roles,
+   * lifecycle, SSO settings and sign-ins are in the control plane), in a short write transaction
+   * of its own on the tenant's placement, right after that change. Not atomic with it: the
+   * control plane's own record (the platform audit log) is.
+   */
+  async recordFor(route: TenantRoute, entry: AuditEntry & { actorKind: AuditActorKind; actorId: string | null }, request?: RequestInfo): Promise<void> {
+    if (this.skip) return;
+    const access: TenantAccess = { route, userId: entry.actorId ?? 'system', role: 'member', readOnly: false };
+    const lease = this.pools.lease(route.placement);
+    const session = await TenantSession.begin(access, lease instanceof Promise ? await lease : lease);
+    try {
+      await this.store.run({ access, session, request }, () => this.record(entry));
+    } catch (err) {
+      throw (await session.rollback()) ?? err;
+    }
+    await session.commit();
   }
 
   async record(entry: AuditEntry): Promise<void> {

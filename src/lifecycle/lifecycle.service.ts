@@ -1,7 +1,8 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import type { EntityManager } from 'typeorm';
 import type { AppConfig } from '../../config/configuration.js';
+import { AuditService } from '../audit/audit.service.js';
 import { RoutingTable, TENANT_COLUMNS, TenantRow, toRoute } from '../tenancy/routing-table.service.js';
 import { TenantPools } from '../tenancy/tenant-pools.service.js';
 import type { TenantRoute, TenantStatus } from '../tenancy/tenant-route.js';
@@ -36,10 +37,13 @@ interface Transition {
 export class LifecycleService {
   private readonly graceDays: number;
 
+  private readonly logger = new Logger(LifecycleService.name);
+
   constructor(
     private readonly pools: TenantPools,
     private readonly routing: RoutingTable,
     private readonly purges: TenantPurge,
+    private readonly audit: AuditService,
     config: ConfigService<AppConfig, true>,
   ) {
     this.graceDays = config.get('lifecycle', { infer: true }).deletionGraceDays;
@@ -150,6 +154,14 @@ export class LifecycleService {
       return route;
     });
     this.routing.forgetTenant([after.slug], id);
+    // The tenant's own log says it too (the platform log above is the transaction's record).
+    await this.audit
+      .recordFor(
+        after,
+        { actorKind: actor.kind === 'user' ? 'user' : actor.kind === 'support' ? 'support' : 'system', actorId: actor.kind === 'operator' ? `operator:${actor.id}` : actor.id, action: t.action, targetType: 'tenant', targetId: id, metadata: { to: after.status } },
+        actor.requestId ? { id: actor.requestId } : undefined,
+      )
+      .catch((err: Error) => this.logger.warn({ tenantId: id, action: t.action, reason: err.message }, "could not write the tenant's audit entry of a lifecycle change"));
     return after;
   }
 }

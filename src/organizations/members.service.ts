@@ -1,4 +1,6 @@
 import { Injectable } from '@nestjs/common';
+import { AuditService } from '../audit/audit.service.js';
+import { TenantContextStore } from '../tenancy/tenant-context.js';
 import { TenantConnectionProvider } from '../tenancy/tenant-connection.provider.js';
 import { MemberRecord, MembershipChange, TenantDirectory } from '../tenancy/tenant-directory.service.js';
 import type { Role } from '../tenancy/tenant-route.js';
@@ -12,7 +14,15 @@ export class MembersService {
   constructor(
     private readonly tenant: TenantConnectionProvider,
     private readonly directory: TenantDirectory,
+    private readonly audit: AuditService,
+    private readonly store: TenantContextStore,
   ) {}
+
+  /** Memberships live in the control plane: their entry goes to the tenant's log right after the change. */
+  private async recorded(action: string, userId: string, metadata: Record<string, unknown>): Promise<void> {
+    const { access, request } = this.store.require();
+    await this.audit.recordFor(access.route, { actorKind: 'user', actorId: access.userId, action, targetType: 'user', targetId: userId, metadata }, request);
+  }
 
   list(limit: number, cursor?: string): Promise<MemberRecord[]> {
     return this.directory.listMembers(this.tenant.tenant.id, limit, cursor);
@@ -24,6 +34,7 @@ export class MembersService {
     const user = await this.directory.ensureUser(email);
     const member = await this.directory.addMember(tenantId, user.id, role);
     if (!member) throw new OrganizationsError('MEMBER_EXISTS', `${user.email} is already a member of '${slug}'`, 'email');
+    await this.recorded('member.added', user.id, { role });
     return member;
   }
 
@@ -32,12 +43,14 @@ export class MembersService {
     this.check(await this.directory.changeMember(tenantId, userId, { role }, callerRole === 'owner'), userId);
     const member = await this.directory.findMember(tenantId, userId);
     if (!member) throw memberNotFound(userId);
+    await this.recorded('member.role_changed', userId, { role });
     return member;
   }
 
   async remove(userId: string): Promise<void> {
     const { id: tenantId, role: callerRole } = this.tenant.tenant;
     this.check(await this.directory.changeMember(tenantId, userId, 'remove', callerRole === 'owner'), userId);
+    await this.recorded('member.removed', userId, {});
   }
 
   private assertMayTouchOwner(role: Role): void {

@@ -5,6 +5,7 @@ import { SessionStore } from '../auth/session-store.service.js';
 import type { Actor } from '../lifecycle/actor.js';
 import { recordPlatformEvent } from '../lifecycle/platform-audit.js';
 import { Queryable, TenantDirectory } from '../tenancy/tenant-directory.service.js';
+import { AuditService } from '../audit/audit.service.js';
 import { TenantPools } from '../tenancy/tenant-pools.service.js';
 import type { Role, TenantStatus } from '../tenancy/tenant-route.js';
 import { mapRole } from './role-mapping.js';
@@ -96,6 +97,7 @@ export class DirectorySyncService {
     private readonly directory: TenantDirectory,
     private readonly sessions: SessionStore,
     private readonly store: WorkOSEventStore,
+    private readonly tenantAudit: AuditService,
   ) {}
 
   async apply(e: ClaimedEvent): Promise<Outcome> {
@@ -344,5 +346,12 @@ export class DirectorySyncService {
       targetId: userId,
       metadata: { eventId: e.id, event: e.event, organizationId: link.organizationId, ...metadata, ...changedAttributes(e) },
     });
+    // The tenant's own log, when its placement can be reached (a suspended tenant's can).
+    const route = await this.directory.findTenant(link.tenantId);
+    if (route && (route.status === 'active' || route.status === 'suspended')) {
+      await this.tenantAudit
+        .recordFor(route, { actorKind: 'identity_provider', actorId: DIRECTORY_SYNC_ACTOR.id, action, targetType: 'user', targetId: userId, metadata: { eventId: e.id, ...metadata } })
+        .catch((err: Error) => this.logger.warn({ tenantId: link.tenantId, eventId: e.id, reason: err.message }, "could not write the tenant's audit entry of a directory change"));
+    }
   }
 }

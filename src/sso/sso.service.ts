@@ -3,6 +3,7 @@ import { ConfigService } from '@nestjs/config';
 import type { WorkOS } from '@workos-inc/node';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AppConfig } from '../../config/configuration.js';
+import { AuditService } from '../audit/audit.service.js';
 import { AuthService, emailDomain, IssuedToken } from '../auth/auth.service.js';
 import { ValidationFailed } from '../http/domain-error.js';
 import type { Actor } from '../lifecycle/actor.js';
@@ -104,6 +105,7 @@ export class SsoService {
     private readonly directory: TenantDirectory,
     private readonly routing: RoutingTable,
     private readonly auth: AuthService,
+    private readonly audit: AuditService,
     config: ConfigService<AppConfig, true>,
   ) {
     const workosConfig = config.get('workos', { infer: true });
@@ -168,6 +170,7 @@ export class SsoService {
       }
       throw err;
     }
+    await this.audit.recordFor(tenant, { actorKind: actor.kind === 'user' ? 'user' : 'system', actorId: actor.id, action: 'sso.linked', targetType: 'workos_organization', targetId: organization.id }, actor.requestId ? { id: actor.requestId } : undefined);
     return this.state(tenant);
   }
 
@@ -208,6 +211,11 @@ export class SsoService {
         metadata: { ...settings },
       });
     });
+    await this.audit.recordFor(
+      tenant,
+      { actorKind: actor.kind === 'user' ? 'user' : 'system', actorId: actor.id, action: 'sso.settings_changed', targetType: 'sso_link', targetId: tenant.id, metadata: { fields: Object.keys(settings).sort() } },
+      actor.requestId ? { id: actor.requestId } : undefined,
+    );
     return this.state(tenant);
   }
 
@@ -365,6 +373,11 @@ export class SsoService {
       return person;
     });
     const effective = await this.applyRole(tenant.id, user.id, role);
+    await this.audit.recordFor(
+      tenant,
+      { actorKind: 'identity_provider', actorId: user.id, action: 'sso.signed_in', targetType: 'user', targetId: user.id, metadata: { role: effective, idpInitiated: state === undefined } },
+      requestId ? { id: requestId } : undefined,
+    );
     const token = await this.auth.issue(user, 'sso', tenant.id);
     return { ...token, tenant: { id: tenant.id, slug: tenant.slug }, role: effective };
   }

@@ -6,9 +6,8 @@ import type { ErrorBody } from '../http/error.filter.js';
 import { recordPlatformEvent } from '../lifecycle/platform-audit.js';
 import { DATABASE_RUNTIME, DatabaseRuntime } from '../tenancy/placements.js';
 import type { TenantRequest } from '../tenancy/tenant-access.guard.js';
-import { TenantContextStore, TenantSession } from '../tenancy/tenant-context.js';
 import { TenantPools } from '../tenancy/tenant-pools.service.js';
-import type { SupportGrantAccess, TenantAccess, TenantRoute } from '../tenancy/tenant-route.js';
+import type { SupportGrantAccess, TenantRoute } from '../tenancy/tenant-route.js';
 
 interface Use {
   grant: SupportGrantAccess;
@@ -35,7 +34,6 @@ export class SupportRequestAudit implements OnModuleInit {
   constructor(
     private readonly adapterHost: HttpAdapterHost,
     private readonly pools: TenantPools,
-    private readonly context: TenantContextStore,
     private readonly audit: AuditService,
     @Inject(DATABASE_RUNTIME) private readonly runtime: DatabaseRuntime,
   ) {}
@@ -88,22 +86,10 @@ export class SupportRequestAudit implements OnModuleInit {
     });
     // The tenant's own log lives in its placement: only reachable while the tenant is served.
     if (use.route.status !== 'active' || this.runtime.failedPlacements.has(use.route.id)) return;
-    const access: TenantAccess = {
-      route: use.route,
-      userId: use.userId,
-      role: use.grant.access === 'read' ? 'viewer' : 'member',
-      readOnly: false,
-      supportGrant: use.grant,
-    };
-    const lease = this.pools.lease(use.route.placement);
-    const session = await TenantSession.begin(access, lease instanceof Promise ? await lease : lease);
-    try {
-      await this.context.run({ access, session, request: use.request }, () =>
-        this.audit.record({ actorKind: 'support', actorId: use.userId, action: 'support.request', targetType: 'support_grant', targetId: use.grant.id, metadata }),
-      );
-    } catch (err) {
-      throw (await session.rollback()) ?? err;
-    }
-    await session.commit();
+    await this.audit.recordFor(
+      use.route,
+      { actorKind: 'support', actorId: use.userId, action: 'support.request', targetType: 'support_grant', targetId: use.grant.id, metadata },
+      use.request,
+    );
   }
 }

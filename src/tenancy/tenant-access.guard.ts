@@ -9,6 +9,8 @@ import { RoutingTable } from './routing-table.service.js';
 import { TENANT_ROLES } from './tenant-scoped.decorator.js';
 import { Role, SLUG_PATTERN, SLUG_RULE, SupportGrantAccess, TenantAccess, TenantRoute, WRITER_ROLES } from './tenant-route.js';
 import { TenancyError, tenantNotFound } from './tenancy.errors.js';
+import { TenantPools } from './tenant-pools.service.js';
+import { recordPlatformEvent } from '../lifecycle/platform-audit.js';
 
 export type TenantRequest = FastifyRequest & {
   user?: AuthUser;
@@ -58,8 +60,11 @@ export class TenantAccessGuard implements CanActivate {
     private readonly reflector: Reflector,
     private readonly routing: RoutingTable,
     @Inject(DATABASE_RUNTIME) private readonly runtime: DatabaseRuntime,
+    private readonly pools: TenantPools,
     @Optional() @Inject(SUPPORT_ACCESS) private readonly support?: SupportAccessCheck,
   ) {}
+
+  private readonly attempts = new Map<string, number>();
 
   canActivate(context: ExecutionContext): boolean | Promise<boolean> {
     const req = context.switchToHttp().getRequest<TenantRequest>();
@@ -83,13 +88,39 @@ export class TenantAccessGuard implements CanActivate {
     if (role) return this.enter(context, req, user.id, slug, route, role);
     // Not a member: only support staff with an active grant get in, checked afresh on every
     // request (revocation and expiry count at once); everyone else gets the non-member 404.
-    if (!user.support || !this.support) throw tenantNotFound(slug);
+    if (!user.support || !this.support) {
+      this.noteCrossTenantAttempt(req, user, route);
+      throw tenantNotFound(slug);
+    }
     const request = { id: String(req.id), method: req.method, path: req.url.split('?')[0] };
     return this.support.activeGrant(route, user, request).then((grant) => {
       if (!grant) throw tenantNotFound(slug);
       req.supportGrant = { grant, route };
       return this.enter(context, req, user.id, slug, route, grant.access === 'read' ? 'viewer' : 'member', grant);
     });
+  }
+
+  /**
+   * A signed-in person reaching into a tenant they do not belong to goes into the platform audit
+   * log: once a minute per person and tenant (so a scan cannot turn into a flood of writes), not
+   * awaited (the 404 does not wait for it).
+   */
+  private noteCrossTenantAttempt(req: TenantRequest, user: AuthUser, route: TenantRoute): void {
+    const key = `${user.id}:${route.id}`;
+    const now = Date.now();
+    if ((this.attempts.get(key) ?? 0) > now - 60_000) return;
+    if (this.attempts.size > 10_000) this.attempts.clear();
+    this.attempts.set(key, now);
+    recordPlatformEvent(this.pools.control(), {
+      actorKind: 'user',
+      actorId: user.id,
+      action: 'access.cross_tenant_refused',
+      tenantId: route.id,
+      targetType: 'tenant',
+      targetId: route.id,
+      requestId: String(req.id),
+      metadata: { method: req.method, path: req.url.split('?')[0] },
+    }).catch(() => undefined);
   }
 
   private enter(context: ExecutionContext, req: TenantRequest, userId: string, slug: string, route: TenantRoute, role: Role, grant?: SupportGrantAccess): boolean {

@@ -230,3 +230,47 @@ describe.each(['shared', 'schema', 'dedicated'] as Tier[])('tampering on a %s te
     expect(await verify(tenant)).toMatchObject({ ok: false, entries: 4, firstBreak: { seq: 5, reason: 'truncated' }, checkpoint: { seq: 6 } });
   });
 });
+
+describe('writes of the other modules, and refused attempts', () => {
+  it("records member and role changes and lifecycle transitions in the tenant's log", async () => {
+    const tenant = await createTenant(t, { tier: 'schema' });
+    const email = `someone@${uniqueSlug('x')}.test`;
+    const added = await tenant.owner.post(`/orgs/${tenant.slug}/members`, { email, role: 'member' });
+    expect(added.status).toBe(201);
+    await tenant.owner.patch(`/orgs/${tenant.slug}/members/${added.body.userId}`, { role: 'viewer' });
+    await tenant.owner.delete(`/orgs/${tenant.slug}/members/${added.body.userId}`);
+    const admin = await t.admin();
+    expect((await admin.post(`/tenants/${tenant.id}/suspend`, { reason: 'audit test' })).status).toBe(200);
+    expect((await admin.post(`/tenants/${tenant.id}/reactivate`)).status).toBe(200);
+    const log = (await entries(tenant)).reverse();
+    expect(log.map((e) => [e.action, e.targetId])).toEqual([
+      ['member.added', added.body.userId],
+      ['member.role_changed', added.body.userId],
+      ['member.removed', added.body.userId],
+      [expect.stringMatching(/^tenant\.suspend/), tenant.id],
+      [expect.stringMatching(/^tenant\.reactivat/), tenant.id],
+    ]);
+    expect(log[1].metadata).toEqual({ role: 'viewer' });
+    expect(log[3].actorId).toBe((await admin.get('/me')).body.id);
+    expect((await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`)).body).toMatchObject({ ok: true, entries: 5 });
+  });
+
+  it('records an attempt to reach into another tenant in the platform log, once a minute per person and tenant', async () => {
+    const target = await createTenant(t, { tier: 'shared' });
+    const intruder = await t.login(`intruder@${uniqueSlug('x')}.test`);
+    for (let i = 0; i < 3; i++) expect((await intruder.get(`/orgs/${target.slug}/projects`)).status).toBe(404);
+    const intruderId = (await intruder.get('/me')).body.id;
+    const c = new pg.Client({ host: t.runtime.primary.host, port: t.runtime.primary.port, user: t.runtime.primary.ownerUser, password: t.runtime.primary.ownerPassword, database: t.database });
+    await c.connect();
+    try {
+      let rows: Array<{ metadata: Record<string, unknown> }> = [];
+      for (let i = 0; i < 50 && rows.length === 0; i++) {
+        rows = (await c.query(`SELECT metadata FROM control.platform_audit_log WHERE action = 'access.cross_tenant_refused' AND actor_id = $1 AND tenant_id = $2`, [intruderId, target.id])).rows;
+        if (!rows.length) await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(rows).toEqual([{ metadata: { method: 'GET', path: `/orgs/${target.slug}/projects` } }]);
+    } finally {
+      await c.end();
+    }
+  });
+});

@@ -90,6 +90,8 @@ describe.each(['shared', 'schema', 'dedicated'] as Tier[])('SSO sign-in to a %s 
     expect((await jane.get('/me/tenants')).body.items).toEqual([expect.objectContaining({ slug: l.tenant.slug, role: 'admin' })]);
     const members = (await l.tenant.owner.get(`/orgs/${l.tenant.slug}/members`)).body.items as Array<{ email: string; role: string }>;
     expect(members.find((m) => m.email === email)?.role).toBe('admin');
+    const signIns = (await l.tenant.owner.get(`/orgs/${l.tenant.slug}/audit?action=sso.signed_in`)).body.items;
+    expect(signIns).toEqual([expect.objectContaining({ actorKind: 'identity_provider', targetId: signedIn.body.user.id, metadata: { role: 'admin', idpInitiated: false } })]);
   });
 
   it('recomputes the role at the next sign-in', async () => {
