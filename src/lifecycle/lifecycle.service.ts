@@ -154,7 +154,9 @@ export class LifecycleService {
       return route;
     });
     this.routing.forgetTenant([after.slug], id);
-    // The tenant's own log says it too (the platform log above is the transaction's record).
+    // The tenant's own log says it too (the platform log above is the transaction's record);
+    // not deletion and its undoing: a log that a purge removes is no place for them.
+    if (t.action === 'tenant.deletion_scheduled' || t.action === 'tenant.restored') return after;
     await this.audit
       .recordFor(
         after,
