@@ -3,6 +3,7 @@ import { ConfigService } from '@nestjs/config';
 import { v7 as uuidv7 } from 'uuid';
 import type { AppConfig } from '../../config/configuration.js';
 import { RequestInfo, TenantContextStore, TenantSession } from '../tenancy/tenant-context.js';
+import { Queryable, TenantDirectory } from '../tenancy/tenant-directory.service.js';
 import { TenantPools } from '../tenancy/tenant-pools.service.js';
 import type { TenantAccess, TenantRoute } from '../tenancy/tenant-route.js';
 import { AuditSealer } from './audit-sealer.service.js';
@@ -10,6 +11,8 @@ import { AuditSealer } from './audit-sealer.service.js';
 export type AuditActorKind = 'user' | 'support' | 'system' | 'identity_provider';
 
 export interface AuditEntry {
+  /** Given only by the outbox (delivery of an entry keeps its id, so a repeat is recorded once). */
+  id?: string;
   /** dotted, lowercase: project.created, task.updated, ... */
   action: string;
   targetType?: string;
@@ -50,19 +53,72 @@ export class AuditService {
     private readonly store: TenantContextStore,
     private readonly sealer: AuditSealer,
     private readonly pools: TenantPools,
+    private readonly directory: TenantDirectory,
     config: ConfigService<AppConfig, true>,
   ) {
     this.skip = config.get('benchSkipAudit', { infer: true });
   }
 
   /**
-   * Records an entry for a change that lives outside the tenant's placement (members and roles,
-   * lifecycle, SSO settings and sign-ins are in the control plane), in a short write transaction
-   * of its own on the tenant's placement, right after that change. Not atomic with it: the
-   * control plane's own record (the platform audit log) is.
+   * For a change that lives in the control plane (members and roles, lifecycle, SSO): queues the
+   * tenant's entry in control.audit_outbox with `q`, the change's own transaction, so the change
+   * and its entry commit together. deliver() then writes it to the tenant's log.
    */
+  async enqueue(q: Queryable, tenantId: string, entry: AuditEntry & { actorKind: AuditActorKind; actorId: string | null }, request?: RequestInfo): Promise<void> {
+    if (this.skip) return;
+    await q.query('INSERT INTO control.audit_outbox (id, tenant_id, entry, request) VALUES ($1, $2, $3, $4)', [
+      uuidv7(),
+      tenantId,
+      JSON.stringify(entry),
+      request ? JSON.stringify(request) : null,
+    ]);
+  }
+
+  /**
+   * Writes a tenant's queued entries to its log (a short transaction on its placement each) and
+   * removes them from the outbox. Throws if one cannot be written (it stays queued; the sweeper
+   * tries again).
+   */
+  async deliver(tenantId: string): Promise<number> {
+    if (this.skip) return 0;
+    return this.pools.control().transaction(async (m) => {
+      const rows = await m.query<Array<{ id: string; entry: AuditEntry & { actorKind: AuditActorKind; actorId: string | null }; request: RequestInfo | null }>>(
+        'SELECT id, entry, request FROM control.audit_outbox WHERE tenant_id = $1 ORDER BY created_at, id LIMIT 1000 FOR UPDATE SKIP LOCKED',
+        [tenantId],
+      );
+      if (!rows.length) return 0;
+      const route = await this.directory.findTenant(tenantId);
+      if (!route) return 0;
+      for (const r of rows) {
+        try {
+          await this.writeFor(route, { ...r.entry, id: r.id }, r.request ?? undefined);
+        } catch (err) {
+          await m.query('UPDATE control.audit_outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1', [r.id, (err as Error).message.slice(0, 500)]);
+          throw err;
+        }
+        await m.query('DELETE FROM control.audit_outbox WHERE id = $1', [r.id]);
+      }
+      return rows.length;
+    });
+  }
+
+  /** Delivers every tenant's queued entries (the sweeper's step, for what a crash or an outage left). */
+  async deliverAll(): Promise<number> {
+    const tenants = await this.pools.control().query<Array<{ tenant_id: string }>>('SELECT DISTINCT tenant_id FROM control.audit_outbox');
+    let delivered = 0;
+    for (const t of tenants) delivered += await this.deliver(t.tenant_id).catch(() => 0);
+    return delivered;
+  }
+
+  /** enqueue() and deliver() for a change that is not in a transaction of its own. */
   async recordFor(route: TenantRoute, entry: AuditEntry & { actorKind: AuditActorKind; actorId: string | null }, request?: RequestInfo): Promise<void> {
     if (this.skip) return;
+    await this.enqueue(this.pools.control(), route.id, entry, request);
+    await this.deliver(route.id);
+  }
+
+  /** The entry in the tenant's placement, in a short write transaction of its own. */
+  private async writeFor(route: TenantRoute, entry: AuditEntry & { actorKind: AuditActorKind; actorId: string | null }, request?: RequestInfo): Promise<void> {
     const access: TenantAccess = { route, userId: entry.actorId ?? 'system', role: 'member', readOnly: false };
     const lease = this.pools.lease(route.placement);
     const session = await TenantSession.begin(access, lease instanceof Promise ? await lease : lease);
@@ -83,9 +139,9 @@ export class AuditService {
     // Written with the COMMIT (pipelined): the chain head's row lock is held for no extra round trip.
     session.deferUntilCommit(
       `INSERT INTO audit_log (id, actor_kind, actor_id, action, target_type, target_id, metadata, request_id, ip, user_agent)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (organization_id, id) DO NOTHING`,
       [
-        uuidv7(),
+        entry.id ?? uuidv7(),
         entry.actorKind ?? (support ? 'support' : 'user'),
         entry.actorId === undefined ? context.access.userId : entry.actorId,
         entry.action,

@@ -151,19 +151,27 @@ export class LifecycleService {
         requestId: actor.requestId,
         metadata: { slug: route.slug, from: before.status, to: route.status, ...t.metadata?.(before, route) },
       });
+      // The tenant's own log says it too, except deletion and its undoing: a purge removes that log.
+      if (t.action !== 'tenant.deletion_scheduled' && t.action !== 'tenant.restored') {
+        await this.audit.enqueue(
+          m,
+          id,
+          {
+            actorKind: actor.kind === 'user' ? 'user' : actor.kind === 'support' ? 'support' : 'system',
+            actorId: actor.kind === 'operator' ? `operator:${actor.id}` : actor.id,
+            action: t.action,
+            targetType: 'tenant',
+            targetId: id,
+            metadata: { to: route.status },
+          },
+          actor.requestId ? { id: actor.requestId } : undefined,
+        );
+      }
       return route;
     });
     this.routing.forgetTenant([after.slug], id);
-    // The tenant's own log says it too (the platform log above is the transaction's record);
-    // not deletion and its undoing: a log that a purge removes is no place for them.
-    if (t.action === 'tenant.deletion_scheduled' || t.action === 'tenant.restored') return after;
-    await this.audit
-      .recordFor(
-        after,
-        { actorKind: actor.kind === 'user' ? 'user' : actor.kind === 'support' ? 'support' : 'system', actorId: actor.kind === 'operator' ? `operator:${actor.id}` : actor.id, action: t.action, targetType: 'tenant', targetId: id, metadata: { to: after.status } },
-        actor.requestId ? { id: actor.requestId } : undefined,
-      )
-      .catch((err: Error) => this.logger.warn({ tenantId: id, action: t.action, reason: err.message }, "could not write the tenant's audit entry of a lifecycle change"));
+    // Queued in the transaction above for the tenant's own log, delivered now (or by the sweeper).
+    await this.audit.deliver(id).catch((err: Error) => this.logger.warn({ tenantId: id, action: t.action, reason: err.message }, "the tenant's audit entry of a lifecycle change is queued; the sweeper delivers it"));
     return after;
   }
 }

@@ -3,6 +3,7 @@ import { ConfigService } from '@nestjs/config';
 import type { AppConfig } from '../../config/configuration.js';
 import { SWEEPER_ACTOR } from './actor.js';
 import { AuditCheckpoints } from '../audit/audit-checkpoints.service.js';
+import { AuditService } from '../audit/audit.service.js';
 import { SessionStore } from '../auth/session-store.service.js';
 import { LifecycleService } from './lifecycle.service.js';
 import { MovesService } from './moves.service.js';
@@ -31,12 +32,13 @@ export class LifecycleSweeper implements OnApplicationBootstrap, OnModuleDestroy
   private running?: Promise<void>;
   private stopped = false;
 
-  constructor(lifecycle: LifecycleService, moves: MovesService, sessions: SessionStore, checkpoints: AuditCheckpoints, config: ConfigService<AppConfig, true>) {
+  constructor(lifecycle: LifecycleService, moves: MovesService, sessions: SessionStore, checkpoints: AuditCheckpoints, audit: AuditService, config: ConfigService<AppConfig, true>) {
     this.intervalMs = config.get('lifecycle', { infer: true }).sweepIntervalMs;
     // Moves first: a fence left by a runner that died mid-cutover blocks the tenant's writes.
     this.addStep('move recovery and clean-ups', () => moves.sweep());
     this.addStep('purge due tenants', () => lifecycle.purgeDue(SWEEPER_ACTOR));
     this.addStep('forget ended sessions', () => sessions.purgeEnded());
+    this.addStep('deliver queued audit entries', () => audit.deliverAll());
     this.addStep('checkpoint audit chains', () => checkpoints.checkpointAll());
   }
 

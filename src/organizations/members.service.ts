@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { AuditService } from '../audit/audit.service.js';
 import { TenantContextStore } from '../tenancy/tenant-context.js';
 import { TenantConnectionProvider } from '../tenancy/tenant-connection.provider.js';
-import { MemberRecord, MembershipChange, TenantDirectory } from '../tenancy/tenant-directory.service.js';
+import { MemberRecord, MembershipChange, Queryable, TenantDirectory } from '../tenancy/tenant-directory.service.js';
 import type { Role } from '../tenancy/tenant-route.js';
 import { OrganizationsError } from './organizations.errors.js';
 
@@ -18,10 +18,18 @@ export class MembersService {
     private readonly store: TenantContextStore,
   ) {}
 
-  /** Memberships live in the control plane: their entry goes to the tenant's log right after the change. */
-  private async recorded(action: string, userId: string, metadata: Record<string, unknown>): Promise<void> {
+  /**
+   * Memberships live in the control plane: the tenant's audit entry is queued in the change's own
+   * transaction (control.audit_outbox), then delivered to the tenant's log.
+   */
+  private entry(action: string, userId: string, metadata: Record<string, unknown>): (m: Queryable) => Promise<void> {
     const { access, request } = this.store.require();
-    await this.audit.recordFor(access.route, { actorKind: 'user', actorId: access.userId, action, targetType: 'user', targetId: userId, metadata }, request);
+    return (m) => this.audit.enqueue(m, access.route.id, { actorKind: 'user', actorId: access.userId, action, targetType: 'user', targetId: userId, metadata }, request);
+  }
+
+  /** The change is committed with its queued entry: a failed delivery is the sweeper's to retry, not the caller's error. */
+  private async delivered(): Promise<void> {
+    await this.audit.deliver(this.tenant.tenant.id).catch(() => undefined);
   }
 
   list(limit: number, cursor?: string): Promise<MemberRecord[]> {
@@ -32,25 +40,25 @@ export class MembersService {
     const { id: tenantId, slug } = this.tenant.tenant;
     this.assertMayTouchOwner(role);
     const user = await this.directory.ensureUser(email);
-    const member = await this.directory.addMember(tenantId, user.id, role);
+    const member = await this.directory.addMember(tenantId, user.id, role, this.entry('member.added', user.id, { role }));
     if (!member) throw new OrganizationsError('MEMBER_EXISTS', `${user.email} is already a member of '${slug}'`, 'email');
-    await this.recorded('member.added', user.id, { role });
+    await this.delivered();
     return member;
   }
 
   async changeRole(userId: string, role: Role): Promise<MemberRecord> {
     const { id: tenantId, role: callerRole } = this.tenant.tenant;
-    this.check(await this.directory.changeMember(tenantId, userId, { role }, callerRole === 'owner'), userId);
+    this.check(await this.directory.changeMember(tenantId, userId, { role }, callerRole === 'owner', this.entry('member.role_changed', userId, { role })), userId);
+    await this.delivered();
     const member = await this.directory.findMember(tenantId, userId);
     if (!member) throw memberNotFound(userId);
-    await this.recorded('member.role_changed', userId, { role });
     return member;
   }
 
   async remove(userId: string): Promise<void> {
     const { id: tenantId, role: callerRole } = this.tenant.tenant;
-    this.check(await this.directory.changeMember(tenantId, userId, 'remove', callerRole === 'owner'), userId);
-    await this.recorded('member.removed', userId, {});
+    this.check(await this.directory.changeMember(tenantId, userId, 'remove', callerRole === 'owner', this.entry('member.removed', userId, {})), userId);
+    await this.delivered();
   }
 
   private assertMayTouchOwner(role: Role): void {

@@ -163,6 +163,7 @@ export class SsoService {
           requestId: actor.requestId,
           metadata: { domains: organization.domains.map((d) => d.domain) },
         });
+        await this.audit.enqueue(m, tenant.id, { actorKind: actor.kind === 'user' ? 'user' : 'system', actorId: actor.id, action: 'sso.linked', targetType: 'workos_organization', targetId: organization.id }, actor.requestId ? { id: actor.requestId } : undefined);
       });
     } catch (err) {
       if ((err as { driverError?: { code?: string } }).driverError?.code === '23505') {
@@ -170,7 +171,7 @@ export class SsoService {
       }
       throw err;
     }
-    await this.audit.recordFor(tenant, { actorKind: actor.kind === 'user' ? 'user' : 'system', actorId: actor.id, action: 'sso.linked', targetType: 'workos_organization', targetId: organization.id }, actor.requestId ? { id: actor.requestId } : undefined);
+    await this.audit.deliver(tenant.id).catch(() => undefined); // queued: the sweeper retries
     return this.state(tenant);
   }
 
@@ -210,12 +211,14 @@ export class SsoService {
         requestId: actor.requestId,
         metadata: { ...settings },
       });
+      await this.audit.enqueue(
+        m,
+        tenant.id,
+        { actorKind: actor.kind === 'user' ? 'user' : 'system', actorId: actor.id, action: 'sso.settings_changed', targetType: 'sso_link', targetId: tenant.id, metadata: { fields: Object.keys(settings).sort() } },
+        actor.requestId ? { id: actor.requestId } : undefined,
+      );
     });
-    await this.audit.recordFor(
-      tenant,
-      { actorKind: actor.kind === 'user' ? 'user' : 'system', actorId: actor.id, action: 'sso.settings_changed', targetType: 'sso_link', targetId: tenant.id, metadata: { fields: Object.keys(settings).sort() } },
-      actor.requestId ? { id: actor.requestId } : undefined,
-    );
+    await this.audit.deliver(tenant.id).catch(() => undefined); // queued: the sweeper retries
     return this.state(tenant);
   }
 

@@ -135,15 +135,19 @@ export class TenantDirectory {
     return rows.length ? toMember(rows[0]) : null;
   }
 
-  /** Adds a membership; null when the user is a member already. */
-  async addMember(tenantId: string, userId: string, role: Role): Promise<MemberRecord | null> {
-    const rows = await this.pools.control().query<Array<{ user_id: string }>>(
-      `INSERT INTO control.memberships (tenant_id, user_id, role) VALUES ($1, $2, $3)
-       ON CONFLICT (tenant_id, user_id) DO NOTHING RETURNING user_id`,
-      [tenantId, userId, role],
-    );
+  /** Adds a membership; null when the user is a member already. `alsoInTransaction` runs with the insert (an audit entry). */
+  async addMember(tenantId: string, userId: string, role: Role, alsoInTransaction?: (m: Queryable) => Promise<void>): Promise<MemberRecord | null> {
+    const added = await this.pools.control().transaction(async (m) => {
+      const rows = await m.query<Array<{ user_id: string }>>(
+        `INSERT INTO control.memberships (tenant_id, user_id, role) VALUES ($1, $2, $3)
+         ON CONFLICT (tenant_id, user_id) DO NOTHING RETURNING user_id`,
+        [tenantId, userId, role],
+      );
+      if (rows.length && alsoInTransaction) await alsoInTransaction(m);
+      return rows.length > 0;
+    });
     this.routing.forgetMembership(tenantId, userId);
-    return rows.length ? this.findMember(tenantId, userId) : null;
+    return added ? this.findMember(tenantId, userId) : null;
   }
 
   /**
@@ -155,6 +159,7 @@ export class TenantDirectory {
     userId: string,
     change: { role: Role } | 'remove',
     mayTouchOwner: boolean,
+    alsoInTransaction?: (m: Queryable) => Promise<void>,
   ): Promise<MembershipChange> {
     const result = await this.pools.control().transaction(async (m) => {
       // Lock the tenant's owner rows first so two concurrent demotions cannot both pass the check.
@@ -179,6 +184,7 @@ export class TenantDirectory {
           [tenantId, userId, change.role],
         );
       }
+      if (alsoInTransaction) await alsoInTransaction(m);
       return 'ok' as const;
     });
     this.routing.forgetMembership(tenantId, userId);

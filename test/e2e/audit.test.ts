@@ -4,6 +4,7 @@ import { tenantObjectName } from '../../libs/postgres/index.js';
 import { withSuperuser } from '../../libs/testing/index.js';
 import type { Tier } from '../../src/tenancy/tenant-route.js';
 import { createTenant, seedProjects, TenantFixture, uniqueSlug } from '../support/factories.js';
+import { AuditService } from '../../src/audit/audit.service.js';
 import { startTestApp, TestApp } from '../support/test-app.js';
 
 /**
@@ -272,5 +273,28 @@ describe('writes of the other modules, and refused attempts', () => {
     } finally {
       await c.end();
     }
+  });
+});
+
+describe('entries of control-plane changes', () => {
+  it('commit with their change even when the tenant log cannot take them yet, and arrive once later', async () => {
+    const tenant = await createTenant(t, { tier: 'shared' });
+    await withSuperuser(t.harness, t.harness.primaryPort, t.database, (c) =>
+      c.query(`ALTER TABLE tenant_data.audit_log ADD CONSTRAINT not_now CHECK (action <> 'member.added') NOT VALID`),
+    );
+    let userId: string;
+    try {
+      const added = await tenant.owner.post(`/orgs/${tenant.slug}/members`, { email: `later@${uniqueSlug('x')}.test`, role: 'member' });
+      expect(added.status).toBe(201);
+      userId = added.body.userId;
+      expect((await entries(tenant)).filter((e) => e.action === 'member.added')).toEqual([]);
+    } finally {
+      await withSuperuser(t.harness, t.harness.primaryPort, t.database, (c) => c.query('ALTER TABLE tenant_data.audit_log DROP CONSTRAINT not_now'));
+    }
+    const audit = t.app.get(AuditService);
+    expect(await audit.deliverAll()).toBeGreaterThanOrEqual(1);
+    expect(await audit.deliverAll()).toBe(0);
+    const delivered = (await entries(tenant)).filter((e) => e.action === 'member.added');
+    expect(delivered).toEqual([expect.objectContaining({ targetId: userId!, metadata: { role: 'member' } })]);
   });
 });
