@@ -77,6 +77,7 @@ CREATE POLICY tenant_isolation ON audit_chain_heads
 CREATE FUNCTION audit_log_insert() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
   IF audit_maintenance(TG_RELID) THEN
+    -- A copy, sealed or not, is kept exactly as it is.
     IF NEW.seq IS NOT NULL THEN
       INSERT INTO audit_chain_heads (organization_id, seq, hash) VALUES (NEW.organization_id, NEW.seq, NEW.hash)
       ON CONFLICT (organization_id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash WHERE audit_chain_heads.seq < EXCLUDED.seq;
@@ -108,6 +109,9 @@ BEGIN
     PERFORM set_config('app.current_org_id', coalesce(caller_org, ''), true);
     RETURN 0;
   END IF;
+  -- Sealing changes the tenant's rows: it waits out a move's write freeze (TNF01), and stops for
+  -- good on a placement the tenant has moved away from (TNM01), like every write.
+  PERFORM tenant_write_gate();
   INSERT INTO audit_chain_heads (organization_id, seq, hash) VALUES (org, 0, '\x') ON CONFLICT (organization_id) DO NOTHING;
   SELECT seq, hash INTO head_seq, head_hash FROM audit_chain_heads WHERE organization_id = org FOR UPDATE;
   PERFORM set_config('app.audit_sealing', 'on', true);

@@ -218,7 +218,8 @@ export async function openTenantExport(runtime: DatabaseRuntime, route: TenantRo
     // Audit entries written a moment ago are sealed onto the tenant's chain first, so the export
     // carries them sealed (migrations/tenant/0003).
     const sealable = await client.query<{ f: string | null }>(`SELECT to_regproc('audit_seal')::text AS f`);
-    if (sealable.rows[0].f) await client.query('SELECT audit_seal($1, 1000000)', [route.id]);
+    // (During a move's write freeze sealing waits: the export then carries those entries unsealed.)
+    if (sealable.rows[0].f) await client.query('SELECT audit_seal($1, 1000000)', [route.id]).catch(() => undefined);
     await client.query(`${SESSION_SETTINGS}; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`);
     tables = (await tenantTables(client)).map((t) => ({ name: t.name, key: t.key, columns: t.columns.filter((c) => c !== 'organization_id') }));
     const migrations = await appliedMigrations(client);

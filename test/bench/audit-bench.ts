@@ -62,6 +62,7 @@ async function main(): Promise<void> {
     apps.push(await startApp(portB, { ...env, BENCH_SKIP_AUDIT: 'true' }));
 
     const db = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password: superPw, database: 'tenancy' });
+    db.on('error', () => undefined);
     await db.connect();
     const userId = async (email: string) =>
       (await db.query<{ id: string }>(`INSERT INTO control.users (id, email) VALUES (gen_random_uuid(), $1) ON CONFLICT ((lower(email))) DO UPDATE SET email = EXCLUDED.email RETURNING id`, [email])).rows[0].id;
