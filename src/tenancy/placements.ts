@@ -84,7 +84,12 @@ export function grantTenantSchema(schema: string, appUser: string) {
     if (tables.some((t) => t.relname === 'tenant_fences')) statements.push(`REVOKE INSERT, UPDATE, DELETE ON ${s}.tenant_fences FROM ${app}`);
     // The audit log is append-only for the app; its chain heads are written by the trigger alone.
     if (tables.some((t) => t.relname === 'audit_log')) {
-      statements.push(`REVOKE UPDATE, DELETE, TRUNCATE ON ${s}.audit_log FROM ${app}`, `REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ${s}.audit_chain_heads FROM ${app}`);
+      statements.push(
+        `REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ${s}.audit_log FROM ${app}`,
+        // Never the seal (seq, hashes) or the time: entries arrive unsealed, stamped by the database.
+        `GRANT INSERT (organization_id, id, actor_kind, actor_id, action, target_type, target_id, metadata, request_id, ip, user_agent) ON ${s}.audit_log TO ${app}`,
+        `REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ${s}.audit_chain_heads FROM ${app}`,
+      );
     }
     await c.query(statements.join(';\n'));
   };

@@ -184,6 +184,19 @@ describe('append-only', () => {
       }
     };
     expect(await attempt(server.appUser, server.appPassword)).toEqual(['42501', '42501', '42501']);
+    // Nor can it write an entry that claims a place on the chain, or its own time.
+    const app = new pg.Client({ host: server.host, port: server.port, user: server.appUser, password: server.appPassword, database: t.database });
+    await app.connect();
+    try {
+      await app.query(`SELECT set_config('app.current_org_id', $1, false)`, [tenant.id]);
+      for (const [column, value] of [['seq', '1'], ['hash', `'\\x00'`], ['created_at', `'2001-01-01'`]]) {
+        await expect(
+          app.query(`INSERT INTO tenant_data.audit_log (id, actor_kind, action, ${column}) VALUES (gen_random_uuid(), 'user', 'forged.entry', ${value})`),
+        ).rejects.toMatchObject({ code: '42501' });
+      }
+    } finally {
+      await app.end();
+    }
     expect(await attempt(server.ownerUser, server.ownerPassword)).toEqual(['42501', '42501', '42501']);
     expect((await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`)).body).toMatchObject({ ok: true, entries: 1 });
   });
