@@ -35,11 +35,13 @@ export async function migrateSchema(
   try {
     // One round trip for the prologue (a rollout runs it on every placement). No parameters in a
     // multi-statement message: the schema name is checked by quoteIdent, so it is a safe literal.
+    // pg_temp is named, last: a function created with SET search_path FROM CURRENT must never
+    // look in the caller's temporary schema first (where anyone may create a table by that name).
     const prologue = (await client.query(
       `BEGIN;
        SELECT pg_advisory_xact_lock(hashtext('migrate:${schema}'));
        CREATE SCHEMA IF NOT EXISTS ${s};
-       SELECT set_config('search_path', '${s}', true);
+       SELECT set_config('search_path', '${s}, pg_temp', true);
        CREATE TABLE IF NOT EXISTS ${s}._migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
        SELECT name FROM ${s}._migrations`,
     )) as unknown as pg.QueryResult<{ name: string }>[];

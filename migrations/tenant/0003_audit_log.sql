@@ -97,8 +97,9 @@ CREATE TRIGGER audit_log_insert BEFORE INSERT ON audit_log FOR EACH ROW
   EXECUTE FUNCTION audit_log_insert();
 
 -- Seals a tenant's pending entries (oldest first, at most max_rows) onto its chain; returns how
--- many. Anyone may call it (it only ever does the right thing); concurrent calls for one tenant
--- queue on the head's row lock.
+-- many. Only for the tenant the caller's transaction is confined to (app.current_org_id), or in
+-- maintenance; concurrent calls for one tenant queue on the head's row lock. Like every SECURITY
+-- DEFINER function here, its search_path names pg_temp last (see libs/postgres/migrator.ts).
 CREATE FUNCTION audit_seal(org uuid, max_rows integer DEFAULT 10000) RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
   head_seq bigint;
@@ -107,6 +108,10 @@ DECLARE
   sealed integer := 0;
   caller_org text := current_setting('app.current_org_id', true);
 BEGIN
+  -- Only for the tenant the caller is confined to (or for the platform's own tools).
+  IF caller_org IS DISTINCT FROM org::text AND NOT audit_maintenance('audit_log') THEN
+    RAISE EXCEPTION 'audit_seal() seals the current tenant''s entries only' USING ERRCODE = 'insufficient_privilege';
+  END IF;
   PERFORM set_config('app.current_org_id', org::text, true);
   -- Nothing pending: touch nothing (not even a head row; the tenant may have just been purged).
   IF NOT EXISTS (SELECT 1 FROM audit_log WHERE organization_id = org AND seq IS NULL) THEN
@@ -155,3 +160,7 @@ BEGIN
 END $$;
 CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+
+-- EXECUTE only for the roles given it by name (the runtime role, see grantTenantSchema).
+REVOKE EXECUTE ON FUNCTION audit_seal(uuid, integer) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION audit_log_insert() FROM PUBLIC;

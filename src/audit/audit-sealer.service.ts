@@ -44,14 +44,23 @@ export class AuditSealer implements OnApplicationShutdown {
   async sealNow(tenantId: string, placement: Placement): Promise<number> {
     const leased = this.pools.lease(placement);
     const lease = leased instanceof Promise ? await leased : leased;
+    const runner = lease.pool.createQueryRunner();
     try {
       let total = 0;
       for (;;) {
-        const rows = await lease.pool.query<Array<{ n: number }>>(`SELECT ${quoteIdent(placement.schema)}.audit_seal($1, $2) AS n`, [tenantId, BATCH]);
+        // audit_seal() seals only the tenant the transaction is confined to.
+        await runner.query('BEGIN');
+        await runner.query(`SELECT set_config('app.current_org_id', $1, true)`, [tenantId]);
+        const rows = await runner.query(`SELECT ${quoteIdent(placement.schema)}.audit_seal($1, $2) AS n`, [tenantId, BATCH]);
+        await runner.query('COMMIT');
         total += rows[0].n;
         if (rows[0].n < BATCH) return total;
       }
+    } catch (err) {
+      await runner.query('ROLLBACK').catch(() => undefined);
+      throw err;
     } finally {
+      await runner.release();
       lease.release();
     }
   }

@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { v7 as uuidv7 } from 'uuid';
-import { quoteIdent, uuidLiteral } from '../../libs/postgres/index.js';
+import { quoteIdent, tenantObjectName, uuidLiteral } from '../../libs/postgres/index.js';
 import { CONTROL_SCHEMA, DatabaseRuntime, dropPlacement, placementFor, preparePlacement } from '../tenancy/placements.js';
 import type { Placement, TenantStatus, Tier } from '../tenancy/tenant-route.js';
 import { TenancyError } from '../tenancy/tenancy.errors.js';
@@ -592,6 +592,9 @@ export class MoveEngine {
     } finally {
       await client.end();
     }
+    // Only ever the tenant's own schema or database, whatever a move row says.
+    const own = placement.tier === 'schema' ? placement.schema : placement.database;
+    if (own !== tenantObjectName(tenantId)) throw new Error(`refusing to drop ${describePlacement(placement)}: it is not named after tenant ${tenantId}`);
     await dropPlacement(this.runtime, placement);
     return removed;
   }

@@ -246,10 +246,12 @@ export class DirectorySyncService {
       }
     }
     if (before?.role === role) return processed();
-    const result = await this.directory.changeMember(link.tenantId, userId, { role }, true);
-    if (result === 'last_owner') {
-      this.logger.warn({ tenantId: link.tenantId, userId, role }, 'the directory maps the last owner to a lower role; keeping owner');
-      return processed(`the last owner keeps the owner role (the directory maps them to ${role})`);
+    // The directory may make someone owner only where the mapping says so, and never demotes an
+    // owner: otherwise an admin could demote owners by editing the mapping (owners are owners' call).
+    const result = await this.directory.changeMember(link.tenantId, userId, { role }, role === 'owner');
+    if (result === 'last_owner' || result === 'owner_restricted') {
+      this.logger.warn({ tenantId: link.tenantId, userId, role }, 'the directory maps an owner to a lower role; keeping owner');
+      return processed(`an owner keeps the owner role (the directory maps them to ${role})`);
     }
     if (result !== 'ok') return processed(`membership unchanged: ${result}`);
     await this.audit(e, link, userId, 'sso.directory_role_changed', { directoryUserId: user.id, from: before?.role ?? null, to: role, groups: [...groups] });

@@ -348,9 +348,15 @@ export class SsoService {
         [link.organizationId, profile.idpId],
       );
       const identity = known[0];
-      // The directory has the last word on who works there: a sign-in does not undo a deprovisioning,
-      // and the groups it syncs count together with the ones the SAML profile carries.
-      if (identity?.directory_user_id && identity.state !== 'active') {
+      // The directory has the last word on who works there: a sign-in does not undo a deprovisioning
+      // (found by IdP id, or by email: the SAML and directory ids of one person may differ), and the
+      // groups it syncs count together with the ones the SAML profile carries.
+      const removed = await m.query<unknown[]>(
+        `SELECT 1 FROM control.sso_identities i JOIN control.users u ON u.id = i.user_id
+          WHERE i.tenant_id = $1 AND i.directory_user_id IS NOT NULL AND i.state <> 'active' AND lower(u.email) = $2`,
+        [tenant.id, email],
+      );
+      if ((identity?.directory_user_id && identity.state !== 'active') || removed.length) {
         throw new SsoError('SSO_USER_DEPROVISIONED', `your company's directory has removed your access to '${tenant.slug}'`);
       }
       const groups = identity?.directory_user_id ? [...new Set([...identity.idp_groups, ...claims.groups])] : claims.groups;
@@ -416,9 +422,11 @@ export class SsoService {
   private async applyRole(tenantId: string, userId: string, role: Role): Promise<Role> {
     const added = await this.directory.addMember(tenantId, userId, role);
     if (added) return role;
-    const result = await this.directory.changeMember(tenantId, userId, { role }, true);
-    if (result === 'last_owner') {
-      this.logger.warn({ tenantId, userId, role }, 'the identity provider maps the last owner to a lower role; keeping owner');
+    // An identity provider may make someone owner only where the mapping says so, and never
+    // demotes an owner: otherwise an admin could demote owners by editing the mapping.
+    const result = await this.directory.changeMember(tenantId, userId, { role }, role === 'owner');
+    if (result === 'last_owner' || result === 'owner_restricted') {
+      this.logger.warn({ tenantId, userId, role }, 'the identity provider maps an owner to a lower role; keeping owner');
       return 'owner';
     }
     return role;

@@ -89,6 +89,7 @@ export function grantTenantSchema(schema: string, appUser: string) {
         // Never the seal (seq, hashes) or the time: entries arrive unsealed, stamped by the database.
         `GRANT INSERT (organization_id, id, actor_kind, actor_id, action, target_type, target_id, metadata, request_id, ip, user_agent) ON ${s}.audit_log TO ${app}`,
         `REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ${s}.audit_chain_heads FROM ${app}`,
+        `GRANT EXECUTE ON FUNCTION ${s}.audit_seal(uuid, integer) TO ${app}`,
       );
     }
     await c.query(statements.join(';\n'));

@@ -311,3 +311,31 @@ describe('entries of control-plane changes', () => {
     expect(delivered).toEqual([expect.objectContaining({ targetId: userId!, metadata: { role: 'member' } })]);
   });
 });
+
+describe('audit_seal() from the app role', () => {
+  it('seals only the tenant its transaction is confined to, and cannot be tricked by temporary tables', async () => {
+    const a = await createTenant(t, { tier: 'shared' });
+    const b = await createTenant(t, { tier: 'shared' });
+    const server = t.runtime.primary;
+    const c = new pg.Client({ host: server.host, port: server.port, user: server.appUser, password: server.appPassword, database: t.database });
+    await c.connect();
+    try {
+      await c.query('BEGIN');
+      await c.query(`SELECT set_config('app.current_org_id', $1, true)`, [a.id]);
+      await expect(c.query('SELECT tenant_data.audit_seal($1)', [b.id])).rejects.toMatchObject({ code: '42501' });
+      await c.query('ROLLBACK');
+      // Tables by the function's names in the caller's temporary schema must not be what it writes.
+      await c.query('BEGIN');
+      await c.query(`SELECT set_config('app.current_org_id', $1, true)`, [a.id]);
+      await c.query('CREATE TEMP TABLE audit_log (LIKE tenant_data.audit_log INCLUDING DEFAULTS) ON COMMIT DROP');
+      await c.query('CREATE TEMP TABLE audit_chain_heads (organization_id uuid PRIMARY KEY, seq bigint, hash bytea) ON COMMIT DROP');
+      await c.query(`INSERT INTO pg_temp.audit_log (organization_id, id, actor_kind, action, metadata) VALUES ($1, gen_random_uuid(), 'user', 'planted.entry', '{}')`, [a.id]);
+      const sealed = await c.query<{ n: number }>('SELECT tenant_data.audit_seal($1) AS n', [a.id]);
+      expect(sealed.rows[0].n).toBe(0);
+      expect((await c.query('SELECT count(*)::int AS n FROM pg_temp.audit_chain_heads')).rows[0].n).toBe(0);
+      await c.query('ROLLBACK');
+    } finally {
+      await c.end();
+    }
+  });
+});
