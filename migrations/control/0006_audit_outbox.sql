@@ -12,3 +12,16 @@ CREATE TABLE audit_outbox (
   last_error text
 );
 CREATE INDEX audit_outbox_tenant_idx ON audit_outbox (tenant_id, created_at, id);
+
+-- Checkpoints of every tenant's audit chain head (what reveals a cut-off tail): written by the
+-- platform's owner role only, so the app role, which may append to the platform log, cannot
+-- forge one.
+CREATE TABLE audit_checkpoints (
+  id        uuid PRIMARY KEY,
+  tenant_id uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+  seq       bigint NOT NULL CHECK (seq > 0),
+  hash      text NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$'),
+  source    text NOT NULL,
+  at        timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX audit_checkpoints_tenant_idx ON audit_checkpoints (tenant_id, at DESC, id DESC);

@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { quoteIdent } from '../../libs/postgres/index.js';
-import { recordPlatformEvent } from '../lifecycle/platform-audit.js';
+import { v7 as uuidv7 } from 'uuid';
 import { CONTROL_SCHEMA, DATABASE_RUNTIME, DatabaseRuntime, withOwner } from '../tenancy/placements.js';
 import { TenantPools } from '../tenancy/tenant-pools.service.js';
 
@@ -10,8 +10,8 @@ export interface ChainHead {
 }
 
 /**
- * Checkpoints of every tenant's audit chain head in the platform audit log (control plane,
- * append-only): cutting entries off the end of a tenant's log — which a hash chain alone cannot
+ * Checkpoints of every tenant's audit chain head in the control plane (control.audit_checkpoints,
+ * written by the owner role only): cutting entries off the end of a tenant's log — which a hash chain alone cannot
  * reveal — then shows as a checkpoint beyond the tail. Recorded by every verification and by the
  * sweeper for every tenant whose head moved.
  */
@@ -26,23 +26,24 @@ export class AuditCheckpoints {
 
   async latest(tenantId: string): Promise<ChainHead | null> {
     const rows = await this.pools.control().query<Array<{ seq: string; hash: string }>>(
-      `SELECT metadata->>'seq' AS seq, metadata->>'hash' AS hash FROM control.platform_audit_log
-        WHERE tenant_id = $1 AND action = 'audit.checkpoint' ORDER BY at DESC, id DESC LIMIT 1`,
+      'SELECT seq, hash FROM control.audit_checkpoints WHERE tenant_id = $1 ORDER BY at DESC, id DESC LIMIT 1',
       [tenantId],
     );
     return rows.length ? { seq: Number(rows[0].seq), hash: rows[0].hash } : null;
   }
 
-  async record(tenantId: string, head: ChainHead, actorId = 'audit-checkpointer'): Promise<void> {
-    await recordPlatformEvent(this.pools.control(), {
-      actorKind: 'system',
-      actorId,
-      action: 'audit.checkpoint',
-      tenantId,
-      targetType: 'audit_chain',
-      targetId: tenantId,
-      metadata: { seq: head.seq, hash: head.hash },
-    });
+  /** Written as the owner role: the app role may read checkpoints, never write one. */
+  async record(tenantId: string, head: ChainHead, source = 'audit-checkpointer'): Promise<void> {
+    const p = this.runtime.primary;
+    await withOwner(p, p.database, (c) =>
+      c.query(`INSERT INTO ${CONTROL_SCHEMA}.audit_checkpoints (id, tenant_id, seq, hash, source) VALUES ($1, $2, $3, $4, $5)`, [
+        uuidv7(),
+        tenantId,
+        head.seq,
+        head.hash,
+        source,
+      ]),
+    );
   }
 
   /** Every tenant whose chain head moved since its last checkpoint gets a new one. Returns how many. */
@@ -53,8 +54,8 @@ export class AuditCheckpoints {
         await c.query<{ id: string; tier: string; server_key: string; database_name: string; schema_name: string; seq: string | null }>(
           `SELECT t.id, t.tier, t.server_key, t.database_name, t.schema_name, c.seq
              FROM ${CONTROL_SCHEMA}.tenants t
-             LEFT JOIN LATERAL (SELECT metadata->>'seq' AS seq FROM ${CONTROL_SCHEMA}.platform_audit_log
-                                 WHERE tenant_id = t.id AND action = 'audit.checkpoint' ORDER BY at DESC, id DESC LIMIT 1) c ON true
+             LEFT JOIN LATERAL (SELECT seq FROM ${CONTROL_SCHEMA}.audit_checkpoints
+                                 WHERE tenant_id = t.id ORDER BY at DESC, id DESC LIMIT 1) c ON true
             WHERE t.status IN ('active', 'suspended', 'pending_deletion')`,
         )
       ).rows,

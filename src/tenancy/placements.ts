@@ -107,6 +107,8 @@ export function grantControlSchema(appUser: string) {
     // Append-only for the app: no UPDATE or DELETE (and a trigger refuses them for anyone).
     await c.query(`GRANT SELECT, INSERT ON ${CONTROL_SCHEMA}.platform_audit_log TO ${app}`);
     await c.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ${CONTROL_SCHEMA}.audit_outbox TO ${app}`);
+    // Read only: checkpoints are written by the owner role (AuditCheckpoints).
+    await c.query(`GRANT SELECT ON ${CONTROL_SCHEMA}.audit_checkpoints TO ${app}`);
     const sso = ['sessions', 'sso_links', 'sso_domains', 'sso_used_states', 'sso_identities', 'workos_events', 'workos_event_cursor'];
     await c.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ${sso.map((t) => `${CONTROL_SCHEMA}.${t}`).join(', ')} TO ${app}`);
     // Grants are never deleted by the app (they go with their tenant): their history is evidence.

@@ -189,6 +189,10 @@ describe('append-only', () => {
     await app.connect();
     try {
       await app.query(`SELECT set_config('app.current_org_id', $1, false)`, [tenant.id]);
+      // Nor forge the checkpoint that would hide a cut-off tail.
+      await expect(
+        app.query(`INSERT INTO control.audit_checkpoints (id, tenant_id, seq, hash, source) VALUES (gen_random_uuid(), $1, 1, repeat('0', 64), 'forged')`, [tenant.id]),
+      ).rejects.toMatchObject({ code: '42501' });
       for (const [column, value] of [['seq', '1'], ['hash', `'\\x00'`], ['created_at', `'2001-01-01'`]]) {
         await expect(
           app.query(`INSERT INTO tenant_data.audit_log (id, actor_kind, action, ${column}) VALUES (gen_random_uuid(), 'user', 'forged.entry', ${value})`),
