@@ -24,22 +24,6 @@ export interface AuditEntry {
   actorId?: string | null;
 }
 
-export interface AuditRow {
-  id: string;
-  seq: string;
-  actor_kind: AuditActorKind;
-  actor_id: string | null;
-  action: string;
-  target_type: string | null;
-  target_id: string | null;
-  metadata: Record<string, unknown>;
-  request_id: string | null;
-  ip: string | null;
-  user_agent: string | null;
-  created_at: Date;
-  hash: Buffer;
-}
-
 /**
  * The tenant's audit log, written in the request's own tenant transaction: a change commits with
  * its entry or not at all (the entry is inserted right before COMMIT, in the same message). The

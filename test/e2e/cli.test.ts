@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,12 +8,7 @@ import { fromRoot } from '../../config/paths.js';
 import { loadSqlMigrations, quoteIdent, tenantObjectName } from '../../libs/postgres/index.js';
 import { cloneTemplate, harnessInfo, HarnessInfo, ownerUrl } from '../../libs/testing/index.js';
 import { TIERS, type Tier } from '../../src/tenancy/tenant-route.js';
-
-interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+import { CliRun, runCli, tableRows } from '../support/cli-runner.js';
 
 const STACK_LINE = /^\s+at .+/m;
 
@@ -24,45 +18,11 @@ let env: Record<string, string>;
 let cwd: string;
 const everything: string[] = [];
 
-/** The compiled CLI in a child process, as an operator runs it; fails the test if it does not exit by itself. */
-function cli(...args: string[]): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(fromRoot('node_modules', '.bin', 'node'), [fromRoot('dist', 'src', 'cli.js'), ...args], {
-      cwd,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`'cli ${args.join(' ')}' did not exit within 50 s\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, 50_000);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      everything.push(stdout, stderr);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-/** The body rows of a cli-table3 table, as trimmed cells. */
-function tableRows(stdout: string): string[][] {
-  return stdout
-    .split('\n')
-    .filter((line) => line.startsWith('│'))
-    .map((line) =>
-      line
-        .split('│')
-        .slice(1, -1)
-        .map((cell) => cell.trim()),
-    );
+/** The compiled CLI in a child process, as an operator runs it (see test/support/cli-runner.ts); every output is kept for the secrets check. */
+async function cli(...args: string[]): Promise<CliRun> {
+  const run = await runCli({ cwd, env }, ...args);
+  everything.push(run.stdout, run.stderr);
+  return run;
 }
 
 async function withPrimaryOwner<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
