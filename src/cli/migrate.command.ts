@@ -1,4 +1,4 @@
-import cliProgress from 'cli-progress';
+import type cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { prepareControlPlane } from '../tenancy/infrastructure.js';
 import {
@@ -10,7 +10,7 @@ import {
 } from '../tenancy/migration-rollout.js';
 import { SLUG_PATTERN } from '../tenancy/tenant-route.js';
 import { CliFailure, UsageError } from './cli.errors.js';
-import { note, printTable, result } from './output.js';
+import { note, printTable, progressBar, result } from './output.js';
 import { loadCliConfig, withServers } from './session.js';
 
 const MAX_CONCURRENCY = 64;
@@ -51,16 +51,11 @@ class RolloutProgressBar {
   readonly onProgress = (p: RolloutProgress): void => {
     const payload = { migrated: p.migrated, upToDate: p.upToDate, failed: p.failed, wave: `${p.wave}/${p.waves}`, placement: p.placement };
     if (!this.bar) {
-      this.bar = new cliProgress.SingleBar({
-        stream: process.stderr,
-        format:
-          'tenant placements [{bar}] {percentage}% | {value}/{total} | migrated {migrated}, up to date {upToDate}, failed {failed} | ' +
+      this.bar = progressBar(
+        'tenant placements [{bar}] {percentage}% | {value}/{total} | migrated {migrated}, up to date {upToDate}, failed {failed} | ' +
           'wave {wave} | ETA {eta_formatted} | {placement}',
-        noTTYOutput: true,
-        clearOnComplete: !process.stderr.isTTY,
-        notTTYSchedule: 5_000,
-        etaBuffer: 50,
-      });
+        { etaBuffer: 50 },
+      );
       this.bar.start(p.total, p.done, payload);
       return;
     }

@@ -1,4 +1,3 @@
-import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
 import { isUuid } from '../../libs/postgres/index.js';
 import { operatorActor } from '../lifecycle/actor.js';
@@ -6,7 +5,7 @@ import { describePlacement, isBeforeFlip, MoveEngine, MoveRecord } from '../life
 import { CONTROL_SCHEMA, DatabaseRuntime, withOwner } from '../tenancy/placements.js';
 import { TIERS, type Tier } from '../tenancy/tenant-route.js';
 import { CliFailure, explainMissingControlPlane, UsageError } from './cli.errors.js';
-import { formatTime, note, printTable } from './output.js';
+import { formatTime, note, printTable, progressBar } from './output.js';
 import { loadCliConfig, withServers } from './session.js';
 
 /** The move engine on this command's servers (embedded ones started if so configured). */
@@ -67,14 +66,7 @@ async function runWithProgress(engine: MoveEngine, id: string): Promise<MoveReco
     controller.abort('stopped by the operator');
   };
   process.once('SIGINT', onSigint);
-  const bar = new cliProgress.SingleBar({
-    stream: process.stderr,
-    format: 'move [{bar}] {percentage}% | {value}/{total} rows | ETA {eta_formatted} | {phase}',
-    noTTYOutput: true,
-    notTTYSchedule: 2_000,
-    clearOnComplete: !process.stderr.isTTY,
-    etaBuffer: 20,
-  });
+  const bar = progressBar('move [{bar}] {percentage}% | {value}/{total} rows | ETA {eta_formatted} | {phase}', { etaBuffer: 20, everyMs: 2_000 });
   let started = false;
   try {
     const result = await engine.run(id, {

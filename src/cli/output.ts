@@ -23,6 +23,22 @@ export function formatTime(at: Date): string {
 }
 
 /**
+ * The CLI's progress bars: on stderr (stdout carries only results), redrawn in place on a
+ * terminal and printed as a line every `everyMs` elsewhere (CI, pipes), where the last line stays
+ * as it is (no blank line after it). `etaBuffer` is how many updates the ETA averages over.
+ */
+export function progressBar(format: string, options: { etaBuffer?: number; everyMs?: number } = {}): cliProgress.SingleBar {
+  return new cliProgress.SingleBar({
+    stream: process.stderr,
+    format,
+    noTTYOutput: true,
+    clearOnComplete: !process.stderr.isTTY,
+    notTTYSchedule: options.everyMs ?? 5_000,
+    etaBuffer: options.etaBuffer ?? 10,
+  });
+}
+
+/**
  * A progress bar (counts and ETA) over the tenant placements, fed by migrateTenantPlacements.
  * On a terminal it redraws in place; elsewhere (CI, pipes) it prints a line now and then.
  */
@@ -34,15 +50,7 @@ export class PlacementProgressBar {
     this.seen = total;
     if (done === 0) {
       if (total === 0) return;
-      this.bar = new cliProgress.SingleBar({
-        stream: process.stderr,
-        format: 'tenant placements [{bar}] {percentage}% | {value}/{total} | ETA {eta_formatted} | {placement}',
-        noTTYOutput: true,
-        // Elsewhere than on a terminal the last line stays printed as it is; no blank line after it.
-        clearOnComplete: !process.stderr.isTTY,
-        notTTYSchedule: 5_000,
-        etaBuffer: 50,
-      });
+      this.bar = progressBar('tenant placements [{bar}] {percentage}% | {value}/{total} | ETA {eta_formatted} | {placement}', { etaBuffer: 50 });
       this.bar.start(total, 0, { placement: '' });
       return;
     }

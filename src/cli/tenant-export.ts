@@ -1,4 +1,4 @@
-import cliProgress from 'cli-progress';
+import type cliProgress from 'cli-progress';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -12,7 +12,7 @@ import { CONTROL_SCHEMA, type DatabaseRuntime, withOwner } from '../tenancy/plac
 import type { TenantRoute } from '../tenancy/tenant-route.js';
 import { tenantNotFound } from '../tenancy/tenancy.errors.js';
 import { CliFailure, explainMissingControlPlane } from './cli.errors.js';
-import { note, printTable, result } from './output.js';
+import { note, printTable, progressBar, result } from './output.js';
 import { loadCliConfig, withServers } from './session.js';
 
 // Loaded only by `tenants export` and `tenants verify-export`.
@@ -28,14 +28,7 @@ class ExportProgressBar {
 
   start(total: number): void {
     if (total === 0) return;
-    this.bar = new cliProgress.SingleBar({
-      stream: process.stderr,
-      format: 'export [{bar}] {percentage}% | {value}/{total} rows | ETA {eta_formatted} | {table}',
-      noTTYOutput: true,
-      clearOnComplete: !process.stderr.isTTY,
-      notTTYSchedule: 5_000,
-      etaBuffer: 200,
-    });
+    this.bar = progressBar('export [{bar}] {percentage}% | {value}/{total} rows | ETA {eta_formatted} | {table}', { etaBuffer: 200 });
     this.bar.start(total, 0, { table: '' });
   }
 

@@ -1,5 +1,5 @@
 import { NestFactory } from '@nestjs/core';
-import cliProgress from 'cli-progress';
+import type cliProgress from 'cli-progress';
 import { AppModule } from '../app.module.js';
 import { operatorActor } from '../lifecycle/actor.js';
 import { LifecycleService } from '../lifecycle/lifecycle.service.js';
@@ -7,7 +7,7 @@ import type { DueSweep, StoredReceipt } from '../lifecycle/tenant-purge.js';
 import type { TenantRoute } from '../tenancy/tenant-route.js';
 import { TenancyError } from '../tenancy/tenancy.errors.js';
 import { CliFailure } from './cli.errors.js';
-import { formatTime, note, printTable, result } from './output.js';
+import { formatTime, note, printTable, progressBar, result } from './output.js';
 import { loadCliConfig, withJwtSecret, withPreparedDatabases } from './session.js';
 
 // Loaded only by the lifecycle commands: they run the API's own LifecycleService in an application context.
@@ -74,13 +74,7 @@ export function purgeDueTenants(): Promise<DueSweep> {
       return await lifecycle.purgeDue(actor, (done, total, slug) => {
         if (done === 0) {
           if (total === 0) return;
-          bar = new cliProgress.SingleBar({
-            stream: process.stderr,
-            format: 'purging due tenants [{bar}] {percentage}% | {value}/{total} | ETA {eta_formatted} | {slug}',
-            noTTYOutput: true,
-            clearOnComplete: !process.stderr.isTTY,
-            notTTYSchedule: 5_000,
-          });
+          bar = progressBar('purging due tenants [{bar}] {percentage}% | {value}/{total} | ETA {eta_formatted} | {slug}');
           bar.start(total, 0, { slug: '' });
           return;
         }
