@@ -1,6 +1,12 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import type pg from 'pg';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
 import { fromRoot } from '../../config/paths.js';
+import { ensureDatabase, ensurePlatformRoles, startEmbeddedCluster } from '../../libs/postgres/index.js';
+import { freePort } from '../../libs/testing/index.js';
 
 /** The real app (compiled) as a child process, ready once /health/live answers. */
 export async function startApp(port: number, env: Record<string, string>, nodeFlags: string[] = []): Promise<ChildProcess> {
@@ -47,4 +53,60 @@ export async function mintSession(db: pg.Client, secret: string, userId: string,
     { sub: userId, email, sid: rows[0].id, amr: 'dev' },
     { issuer: 'tenancy-platform', expiresIn: 3600, algorithm: 'HS256' },
   );
+}
+
+export interface BenchServer {
+  port: number;
+  /** The app's environment for this server (production mode, a fresh JWT secret, the bench baseline URL). */
+  env: Record<string, string>;
+  secret: string;
+  /** A superuser connection to the app's database, connected. */
+  db: pg.Client;
+  stop(): Promise<void>;
+}
+
+/**
+ * A throw-away embedded PostgreSQL server with the platform's roles and database, for benches
+ * that run two copies of the app side by side (one of them with a BENCH_SKIP_* switch, which
+ * needs BENCH_BASELINE_DATABASE_URL: both get it, so they differ in nothing else).
+ */
+export async function startBenchServer(name: string): Promise<BenchServer> {
+  const root = mkdtempSync(join(tmpdir(), `tenancy-${name}-bench-`));
+  chmodSync(root, 0o755);
+  const superPw = randomBytes(12).toString('hex');
+  const ownerPw = randomBytes(12).toString('hex');
+  const appPw = randomBytes(12).toString('hex');
+  const port = await freePort();
+  const cluster = await startEmbeddedCluster({ dataDir: join(root, 'primary'), port, password: superPw, maxConnections: 200 });
+  const su = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password: superPw, database: 'postgres' });
+  await su.connect();
+  await ensurePlatformRoles(su, { ownerUser: 'tenancy_owner', ownerPassword: ownerPw, appUser: 'tenancy_app', appPassword: appPw });
+  await ensureDatabase(su, 'tenancy', 'tenancy_owner');
+  await su.end();
+  const secret = randomBytes(32).toString('hex');
+  const env = {
+    NODE_ENV: 'production',
+    LOG_LEVEL: 'warn',
+    DEV_LOGIN_ENABLED: 'false',
+    LIFECYCLE_SWEEP_INTERVAL_MS: '0',
+    DATABASE_URL: `postgres://tenancy_owner:${ownerPw}@127.0.0.1:${port}/tenancy`,
+    DATABASE_APP_PASSWORD: appPw,
+    JWT_SECRET: secret,
+    PLATFORM_ADMIN_EMAILS: 'admin@bench.test',
+    BENCH_BASELINE_DATABASE_URL: `postgres://postgres:${superPw}@127.0.0.1:${port}/tenancy`,
+  };
+  const db = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password: superPw, database: 'tenancy' });
+  db.on('error', () => undefined);
+  await db.connect();
+  return {
+    port,
+    env,
+    secret,
+    db,
+    stop: async () => {
+      await db.end().catch(() => undefined);
+      await cluster.stop();
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
 }

@@ -13,14 +13,9 @@
  */
 import autocannon from 'autocannon';
 import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pg from 'pg';
-import { ensureDatabase, ensurePlatformRoles, startEmbeddedCluster } from '../../libs/postgres/index.js';
+import { readFileSync } from 'node:fs';
 import { freePort, HttpClient } from '../../libs/testing/index.js';
-import { mintSession, startApp, stopApp } from './app-process.js';
+import { mintSession, startApp, startBenchServer, stopApp } from './app-process.js';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
@@ -31,39 +26,14 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 
 async function main(): Promise<void> {
-  const root = mkdtempSync(join(tmpdir(), 'tenancy-audit-bench-'));
-  chmodSync(root, 0o755);
-  const superPw = randomBytes(12).toString('hex');
-  const ownerPw = randomBytes(12).toString('hex');
-  const appPw = randomBytes(12).toString('hex');
-  const port = await freePort();
-  const cluster = await startEmbeddedCluster({ dataDir: join(root, 'primary'), port, password: superPw, maxConnections: 200 });
+  const server = await startBenchServer('audit');
+  const { env, secret, db } = server;
   const apps: ChildProcess[] = [];
   try {
-    const su = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password: superPw, database: 'postgres' });
-    await su.connect();
-    await ensurePlatformRoles(su, { ownerUser: 'tenancy_owner', ownerPassword: ownerPw, appUser: 'tenancy_app', appPassword: appPw });
-    await ensureDatabase(su, 'tenancy', 'tenancy_owner');
-    await su.end();
-    const secret = randomBytes(32).toString('hex');
-    const env = {
-      NODE_ENV: 'production',
-      LOG_LEVEL: 'warn',
-      DEV_LOGIN_ENABLED: 'false',
-      LIFECYCLE_SWEEP_INTERVAL_MS: '0',
-      DATABASE_URL: `postgres://tenancy_owner:${ownerPw}@127.0.0.1:${port}/tenancy`,
-      DATABASE_APP_PASSWORD: appPw,
-      JWT_SECRET: secret,
-      PLATFORM_ADMIN_EMAILS: 'admin@bench.test',
-      BENCH_BASELINE_DATABASE_URL: `postgres://postgres:${superPw}@127.0.0.1:${port}/tenancy`,
-    };
     const [portA, portB] = [await freePort(), await freePort()];
     apps.push(await startApp(portA, env));
     apps.push(await startApp(portB, { ...env, BENCH_SKIP_AUDIT: 'true' }));
 
-    const db = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password: superPw, database: 'tenancy' });
-    db.on('error', () => undefined);
-    await db.connect();
     const userId = async (email: string) =>
       (await db.query<{ id: string }>(`INSERT INTO control.users (id, email) VALUES (gen_random_uuid(), $1) ON CONFLICT ((lower(email))) DO UPDATE SET email = EXCLUDED.email RETURNING id`, [email])).rows[0].id;
     const http = new HttpClient(`http://127.0.0.1:${portA}`);
@@ -116,10 +86,12 @@ async function main(): Promise<void> {
     }
     log(`${ENTRIES} entries written in ${((performance.now() - seedStart) / 1000).toFixed(1)} s`);
     const sealStart = performance.now();
+    await db.query('BEGIN');
+    await db.query(`SELECT set_config('app.current_org_id', $1, true)`, [tenants.without.id]);
     await db.query('SELECT tenant_data.audit_seal($1, $2)', [tenants.without.id, ENTRIES + 1]);
+    await db.query('COMMIT');
     const sealMs = performance.now() - sealStart;
     log(`${ENTRIES} entries sealed onto the chain in ${(sealMs / 1000).toFixed(1)} s`);
-    await db.end();
     const owner = http.as(token);
     const pid = apps[0].pid!;
     const before = rssMb(pid);
@@ -149,8 +121,7 @@ async function main(): Promise<void> {
     );
   } finally {
     await Promise.all(apps.map(stopApp));
-    await cluster.stop();
-    rmSync(root, { recursive: true, force: true });
+    await server.stop();
   }
 }
 

@@ -11,14 +11,8 @@
  */
 import autocannon from 'autocannon';
 import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pg from 'pg';
-import { ensureDatabase, ensurePlatformRoles, startEmbeddedCluster } from '../../libs/postgres/index.js';
 import { freePort, HttpClient } from '../../libs/testing/index.js';
-import { mintSession, startApp, stopApp } from './app-process.js';
+import { mintSession, startApp, startBenchServer, stopApp } from './app-process.js';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -27,38 +21,14 @@ const log = (msg: string) => process.stderr.write(`${msg}\n`);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main(): Promise<void> {
-  const root = mkdtempSync(join(tmpdir(), 'tenancy-sessions-bench-'));
-  chmodSync(root, 0o755);
-  const superPw = randomBytes(12).toString('hex');
-  const ownerPw = randomBytes(12).toString('hex');
-  const appPw = randomBytes(12).toString('hex');
-  const port = await freePort();
-  const cluster = await startEmbeddedCluster({ dataDir: join(root, 'primary'), port, password: superPw, maxConnections: 200 });
+  const server = await startBenchServer('sessions');
+  const { env, secret, db } = server;
   const apps: ChildProcess[] = [];
   try {
-    const su = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password: superPw, database: 'postgres' });
-    await su.connect();
-    await ensurePlatformRoles(su, { ownerUser: 'tenancy_owner', ownerPassword: ownerPw, appUser: 'tenancy_app', appPassword: appPw });
-    await ensureDatabase(su, 'tenancy', 'tenancy_owner');
-    await su.end();
-    const secret = randomBytes(32).toString('hex');
-    const env = {
-      NODE_ENV: 'production',
-      LOG_LEVEL: 'warn',
-      DEV_LOGIN_ENABLED: 'false',
-      DATABASE_URL: `postgres://tenancy_owner:${ownerPw}@127.0.0.1:${port}/tenancy`,
-      DATABASE_APP_PASSWORD: appPw,
-      JWT_SECRET: secret,
-      PLATFORM_ADMIN_EMAILS: 'admin@bench.test',
-      // Required with BENCH_SKIP_SESSION_CHECK; given to both so they differ in nothing else.
-      BENCH_BASELINE_DATABASE_URL: `postgres://postgres:${superPw}@127.0.0.1:${port}/tenancy`,
-    };
     const [portA, portB] = [await freePort(), await freePort()];
     apps.push(await startApp(portA, env));
     apps.push(await startApp(portB, { ...env, BENCH_SKIP_SESSION_CHECK: 'true' }));
 
-    const db = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password: superPw, database: 'tenancy' });
-    await db.connect();
     const id = async (email: string) =>
       (await db.query<{ id: string }>(`INSERT INTO control.users (id, email) VALUES (gen_random_uuid(), $1) RETURNING id`, [email])).rows[0].id;
     const http = new HttpClient(`http://127.0.0.1:${portA}`);
@@ -67,7 +37,6 @@ async function main(): Promise<void> {
     if (created.status !== 201) throw new Error(`tenant: ${created.status} ${JSON.stringify(created.body)}`);
     const ownerId = (await db.query<{ id: string }>(`SELECT id FROM control.users WHERE email = 'owner@bench.test'`)).rows[0].id;
     const token = await mintSession(db, secret, ownerId, 'owner@bench.test');
-    await db.end();
     const owner = http.as(token);
     for (let i = 0; i < 20; i++) await owner.post('/orgs/bench-sessions/projects', { name: `project ${i}` });
 
@@ -99,8 +68,7 @@ async function main(): Promise<void> {
     );
   } finally {
     await Promise.all(apps.map(stopApp));
-    await cluster.stop();
-    rmSync(root, { recursive: true, force: true });
+    await server.stop();
   }
 }
 
