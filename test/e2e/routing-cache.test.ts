@@ -64,12 +64,14 @@ describe('routing cache across app instances', () => {
     expect((await ownerOnTwo.get(`/orgs/${tenant.slug}/projects`)).status).toBe(200);
     await asOwner((c) => c.query(`UPDATE control.tenants SET status = 'suspended', status_reason = 'unpaid invoice' WHERE id = $1`, [tenant.id]));
     expect(await eventually(async () => (await ownerOnTwo.get(`/orgs/${tenant.slug}/projects`)).status, 403)).toBe(403);
+    // Each instance hears the NOTIFY on its own listener: instance one may be a moment behind two.
+    expect(await eventually(async () => (await tenant.owner.get(`/orgs/${tenant.slug}/projects`)).status, 403)).toBe(403);
     const res = await tenant.owner.get(`/orgs/${tenant.slug}/projects`);
     expect(res.status).toBe(403);
     expect(res.body).toMatchObject({ code: 'TENANT_SUSPENDED', message: expect.stringContaining('unpaid invoice') });
     await asOwner((c) => c.query(`UPDATE control.tenants SET status = 'active', status_reason = NULL WHERE id = $1`, [tenant.id]));
     expect(await eventually(async () => (await ownerOnTwo.get(`/orgs/${tenant.slug}/projects`)).status, 200)).toBe(200);
-    expect((await tenant.owner.get(`/orgs/${tenant.slug}/projects`)).status).toBe(200);
+    expect(await eventually(async () => (await tenant.owner.get(`/orgs/${tenant.slug}/projects`)).status, 200)).toBe(200);
   });
 
   it('serves no stale route while the listener is down, and caches again once it is back', async () => {
