@@ -4,8 +4,8 @@ import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { v7 as uuidv7 } from 'uuid';
-import { quoteIdent, tenantObjectName, uuidLiteral } from '../../libs/postgres/index.js';
-import { CONTROL_SCHEMA, DatabaseRuntime, dropPlacement, placementFor, preparePlacement } from '../tenancy/placements.js';
+import { quoteIdent, uuidLiteral } from '../../libs/postgres/index.js';
+import { assertPlacementAllowed, CONTROL_SCHEMA, DatabaseRuntime, dropPlacement, placementFor, preparePlacement, serverOf } from '../tenancy/placements.js';
 import type { Placement, TenantStatus, Tier } from '../tenancy/tenant-route.js';
 import { TenancyError } from '../tenancy/tenancy.errors.js';
 import { LifecycleError } from './lifecycle.errors.js';
@@ -321,18 +321,7 @@ export class MoveEngine {
    * clean-up is cleaned up first: its source is dead since its flip.
    */
   async create(tenantId: string, to: { tier: Tier; server?: string }, actor: Actor): Promise<MoveRecord> {
-    if (to.server !== undefined) {
-      if (!this.runtime.servers.has(to.server)) {
-        throw new TenancyError('SERVER_NOT_FOUND', `no database server is registered as '${to.server}'`, 'server');
-      }
-      if (to.tier !== 'dedicated' && to.server !== this.runtime.primary.key) {
-        throw new TenancyError(
-          'TIER_NOT_ALLOWED',
-          `shared and schema tenants live on the '${this.runtime.primary.key}' server; only dedicated tenants can be placed on '${to.server}'`,
-          'server',
-        );
-      }
-    }
+    assertPlacementAllowed(this.runtime, to.tier, to.server);
     const waiting = await this.pool().query<{ id: string }>(
       `SELECT id FROM ${CONTROL_SCHEMA}.tenant_moves WHERE tenant_id = $1 AND phase = 'flipped'`,
       [tenantId],
@@ -572,7 +561,7 @@ export class MoveEngine {
    */
   async removeTenantData(placement: Placement, tenantId: string): Promise<Record<string, number>> {
     const removed: Record<string, number> = {};
-    if (!this.runtime.servers.has(placement.serverKey)) throw new Error(`database server '${placement.serverKey}' is not configured`);
+    serverOf(this.runtime, placement.serverKey);
     let client: pg.Client;
     try {
       client = await connectToTenant(this.runtime, placement, tenantId, 'tenancy-move');
@@ -592,10 +581,7 @@ export class MoveEngine {
     } finally {
       await client.end();
     }
-    // Only ever the tenant's own schema or database, whatever a move row says.
-    const own = placement.tier === 'schema' ? placement.schema : placement.database;
-    if (own !== tenantObjectName(tenantId)) throw new Error(`refusing to drop ${describePlacement(placement)}: it is not named after tenant ${tenantId}`);
-    await dropPlacement(this.runtime, placement);
+    await dropPlacement(this.runtime, placement, tenantId);
     return removed;
   }
 

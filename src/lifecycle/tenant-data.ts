@@ -1,6 +1,6 @@
 import pg from 'pg';
-import { DatabaseServer, quoteIdent, TENANT_SETTING, uuidLiteral } from '../../libs/postgres/index.js';
-import type { DatabaseRuntime } from '../tenancy/placements.js';
+import { quoteIdent, TENANT_SETTING, uuidLiteral } from '../../libs/postgres/index.js';
+import { type DatabaseRuntime, serverOf } from '../tenancy/placements.js';
 import type { Placement } from '../tenancy/tenant-route.js';
 
 /**
@@ -26,12 +26,6 @@ export interface TenantTable {
 export interface TableFingerprint {
   rows: number;
   checksum: string;
-}
-
-function serverOf(runtime: DatabaseRuntime, key: string): DatabaseServer {
-  const server = runtime.servers.get(key);
-  if (!server) throw new Error(`database server '${key}' is not configured`);
-  return server;
 }
 
 /**

@@ -1,8 +1,8 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type pg from 'pg';
 import type { EntityManager } from 'typeorm';
-import { DatabaseServer, quoteIdent, tenantObjectName } from '../../libs/postgres/index.js';
-import { DATABASE_RUNTIME, DatabaseRuntime, dropPlacement, withOwner } from '../tenancy/placements.js';
+import { quoteIdent } from '../../libs/postgres/index.js';
+import { assertOwnObject, DATABASE_RUNTIME, DatabaseRuntime, dropPlacement, serverOf, withOwner } from '../tenancy/placements.js';
 import { RoutingTable, TENANT_COLUMNS, TenantRow, toRoute } from '../tenancy/routing-table.service.js';
 import type { Queryable } from '../tenancy/tenant-directory.service.js';
 import { TenantPools } from '../tenancy/tenant-pools.service.js';
@@ -201,7 +201,7 @@ export class TenantPurge {
       { role: 'current', moveId: null, placement: tenant.placement },
       ...moves.map((mv): Target => ({ role: 'move_source', moveId: mv.id, placement: mv.source })),
     ];
-    targets.forEach((t) => this.assertOwnObject(tenant.id, t.placement));
+    targets.forEach((t) => assertOwnObject(this.runtime, tenant.id, t.placement));
     const earlierAttempts = await startedPurges(m, tenant);
     const inventories: Inventory[] = [];
     for (const t of targets) inventories.push(await this.inventory(tenant.id, t.placement));
@@ -289,27 +289,8 @@ export class TenantPurge {
     return { auditEntryId, tenantId: tenant.id, recordedAt: at, receipt, sha256 };
   }
 
-  /** Only a schema or database named after this tenant is ever dropped, whatever a corrupt row says. */
-  private assertOwnObject(tenantId: string, p: Placement): void {
-    if (p.tier === 'shared') return;
-    const own = tenantObjectName(tenantId);
-    const name = p.tier === 'schema' ? p.schema : p.database;
-    if (name !== own && !name.startsWith(`${own}_`)) {
-      throw new Error(`refusing to drop ${p.tier === 'schema' ? 'schema' : 'database'} '${name}' on '${p.serverKey}': it is not named after tenant ${tenantId}`);
-    }
-    if (p.tier === 'dedicated' && name === this.server(p.serverKey).database) {
-      throw new Error(`refusing to drop the server's own database '${name}'`);
-    }
-  }
-
-  private server(key: string): DatabaseServer {
-    const server = this.runtime.servers.get(key);
-    if (!server) throw new Error(`database server '${key}' is not configured on this instance`);
-    return server;
-  }
-
   private placementExists(p: Placement): Promise<boolean> {
-    const server = this.server(p.serverKey);
+    const server = serverOf(this.runtime, p.serverKey);
     if (p.tier === 'dedicated') {
       return withOwner(server, server.database, async (c) => ((await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [p.database])).rowCount ?? 0) > 0);
     }
@@ -334,7 +315,7 @@ export class TenantPurge {
     const base = { role: target.role, moveId: target.moveId, tier: p.tier, server: p.serverKey, database: p.database, schema: p.schema, found: inv.found };
     if (p.tier !== 'shared') {
       // The rows just counted are what the drop removes: a tenant pending deletion takes no writes.
-      if (inv.found) await dropPlacement(this.runtime, p);
+      if (inv.found) await dropPlacement(this.runtime, p, tenantId);
       const gone = !(await this.placementExists(p));
       const tables = [...inv.tables].reverse().map((t): PurgedTable => ({ name: t.name, rowsRemoved: t.rows, rowsRemaining: gone ? 0 : t.rows }));
       return { ...base, tables, dropped: inv.found ? (p.tier === 'schema' ? 'schema' : 'database') : null, gone };

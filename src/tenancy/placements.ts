@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { DatabaseServer, ensureDatabase, migrateSchema, quoteIdent, SqlMigration, tenantObjectName } from '../../libs/postgres/index.js';
 import type { Placement, Tier } from './tenant-route.js';
+import { TenancyError } from './tenancy.errors.js';
 
 /** The schema of the shared tier, and of every dedicated database. */
 export const SHARED_SCHEMA = 'tenant_data';
@@ -117,7 +118,7 @@ export function grantControlSchema(appUser: string) {
   };
 }
 
-function serverOf(runtime: DatabaseRuntime, key: string): DatabaseServer {
+export function serverOf(runtime: DatabaseRuntime, key: string): DatabaseServer {
   const server = runtime.servers.get(key);
   if (!server) throw new Error(`database server '${key}' is not configured`);
   return server;
@@ -138,8 +139,40 @@ export async function preparePlacement(runtime: DatabaseRuntime, p: Placement): 
   );
 }
 
-/** Removes a tenant's own schema or database. The shared schema is never dropped. */
-export async function dropPlacement(runtime: DatabaseRuntime, p: Placement): Promise<void> {
+/**
+ * Where a tenant may be placed: a registered server, and a server other than the primary only for
+ * the dedicated tier. Provisioning and moves both ask.
+ */
+export function assertPlacementAllowed(runtime: DatabaseRuntime, tier: Tier, server: string | undefined): void {
+  if (server === undefined) return;
+  if (!runtime.servers.has(server)) {
+    throw new TenancyError('SERVER_NOT_FOUND', `no database server is registered as '${server}'`, 'server');
+  }
+  if (tier !== 'dedicated' && server !== runtime.primary.key) {
+    throw new TenancyError(
+      'TIER_NOT_ALLOWED',
+      `shared and schema tenants live on the '${runtime.primary.key}' server; only dedicated tenants can be placed on '${server}'`,
+      'server',
+    );
+  }
+}
+
+/** Only a schema or database named after the tenant is ever dropped, whatever a corrupt row (a move's, a tenant's) says. */
+export function assertOwnObject(runtime: DatabaseRuntime, tenantId: string, p: Placement): void {
+  if (p.tier === 'shared') return;
+  const own = tenantObjectName(tenantId);
+  const name = p.tier === 'schema' ? p.schema : p.database;
+  if (name !== own && !name.startsWith(`${own}_`)) {
+    throw new Error(`refusing to drop ${p.tier === 'schema' ? 'schema' : 'database'} '${name}' on '${p.serverKey}': it is not named after tenant ${tenantId}`);
+  }
+  if (p.tier === 'dedicated' && name === serverOf(runtime, p.serverKey).database) {
+    throw new Error(`refusing to drop the server's own database '${name}'`);
+  }
+}
+
+/** Removes a tenant's own schema or database (and nothing else: see assertOwnObject). The shared schema is never dropped. */
+export async function dropPlacement(runtime: DatabaseRuntime, p: Placement, tenantId: string): Promise<void> {
+  assertOwnObject(runtime, tenantId, p);
   const server = serverOf(runtime, p.serverKey);
   if (p.tier === 'schema') {
     await withOwner(server, p.database, (c) => c.query(`DROP SCHEMA IF EXISTS ${quoteIdent(p.schema)} CASCADE`));

@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { v7 as uuidv7 } from 'uuid';
-import { DATABASE_RUNTIME, DatabaseRuntime, dropPlacement, placementFor, preparePlacement } from './placements.js';
+import { assertPlacementAllowed, DATABASE_RUNTIME, DatabaseRuntime, dropPlacement, placementFor, preparePlacement } from './placements.js';
 import { RoutingTable } from './routing-table.service.js';
 import { TenantDirectory } from './tenant-directory.service.js';
 import { TenantPools } from './tenant-pools.service.js';
@@ -32,18 +32,7 @@ export class ProvisioningService {
   ) {}
 
   async provision(input: ProvisionTenant): Promise<TenantRoute> {
-    if (input.server !== undefined) {
-      if (!this.runtime.servers.has(input.server)) {
-        throw new TenancyError('SERVER_NOT_FOUND', `no database server is registered as '${input.server}'`, 'server');
-      }
-      if (input.tier !== 'dedicated' && input.server !== this.runtime.primary.key) {
-        throw new TenancyError(
-          'TIER_NOT_ALLOWED',
-          `shared and schema tenants live on the '${this.runtime.primary.key}' server; only dedicated tenants can be placed on '${input.server}'`,
-          'server',
-        );
-      }
-    }
+    assertPlacementAllowed(this.runtime, input.tier, input.server);
     await this.reclaimAbandoned(input.slug);
     const id = uuidv7();
     const placement = placementFor(this.runtime, id, input.tier, input.server);
@@ -106,7 +95,7 @@ export class ProvisioningService {
   }
 
   private async undo(id: string, slug: string, placement: Placement): Promise<void> {
-    if (this.runtime.servers.has(placement.serverKey)) await dropPlacement(this.runtime, placement).catch(() => undefined);
+    if (this.runtime.servers.has(placement.serverKey)) await dropPlacement(this.runtime, placement, id).catch(() => undefined);
     await this.pools.control().query('DELETE FROM control.tenants WHERE id = $1', [id]);
     this.routing.forgetTenant([slug], id);
   }

@@ -335,3 +335,28 @@ describe('the sweeper', () => {
     expect(await leftIn(notDue.id, placementOf(notDue.id, 'schema', 'primary'))).toBe(0);
   });
 });
+
+describe('a corrupt move row', () => {
+  it("never makes a clean-up drop an object that is not named after the move's tenant (the shared schema, say)", async () => {
+    const tenant = await createTenant(t, { tier: 'schema' });
+    const h = t.harness;
+    const c = new pg.Client({ host: '127.0.0.1', port: h.primaryPort, user: h.ownerUser, password: h.ownerPassword, database: t.database });
+    await c.connect();
+    let moveId: string;
+    try {
+      moveId = (
+        await c.query<{ id: string }>(
+          `INSERT INTO control.tenant_moves (id, tenant_id, phase, source_tier, source_server, source_database, source_schema,
+                                             target_tier, target_server, target_database, target_schema, requested_by, cleanup_after)
+           VALUES (gen_random_uuid(), $1, 'flipped', 'schema', 'primary', $2, 'tenant_data', 'shared', 'primary', $2, 'tenant_data', 'test', now())
+           RETURNING id`,
+          [tenant.id, t.database],
+        )
+      ).rows[0].id;
+    } finally {
+      await c.end();
+    }
+    await expect(t.app.get(MovesService).engine.cleanup(moveId, { kind: 'system', id: 'test' })).rejects.toThrow(/not named after tenant/);
+    expect(await contentOf(neighbour)).toEqual(neighbourBefore);
+  });
+});
