@@ -264,6 +264,86 @@ export class EnvironmentVariables {
   @Max(3600)
   SSO_STATE_TTL_SECONDS = 600;
 
+  /** Plan of a new tenant when none is named; unset: the cheapest plan that allows its tier. */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @Matches(/^[a-z][a-z0-9_-]{0,39}$/, { message: 'BILLING_DEFAULT_PLAN must be a plan key such as free, pro or enterprise' })
+  BILLING_DEFAULT_PLAN?: string;
+
+  /** Days a new tenant is on trial; 0: new tenants start active. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(365)
+  BILLING_TRIAL_DAYS = 14;
+
+  /** Days a past-due tenant (or one whose trial ended unpaid) keeps writing before it turns read-only. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(365)
+  BILLING_PAST_DUE_GRACE_DAYS = 7;
+
+  /** Stripe secret API key (sk_...); only needed to call Stripe, not to receive its webhooks. */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @IsString()
+  @MinLength(8, { message: 'STRIPE_API_KEY must be at least 8 characters' })
+  STRIPE_API_KEY?: string;
+
+  /** Signing secret of the Stripe webhook endpoint (whsec_...); unset: POST /webhooks/stripe answers 503. */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @IsString()
+  @MinLength(8, { message: 'STRIPE_WEBHOOK_SECRET must be at least 8 characters' })
+  STRIPE_WEBHOOK_SECRET?: string;
+
+  /** Oldest a Stripe webhook signature may be, in seconds (older deliveries are refused as replays). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(3600)
+  STRIPE_WEBHOOK_TOLERANCE_SECONDS = 300;
+
+  /** How often each instance adds its in-memory usage counters to usage_daily. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  @Max(3_600_000)
+  USAGE_FLUSH_INTERVAL_MS = 10_000;
+
+  /** How often the sweeper snapshots rows stored and active seats per tenant; 0: never. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  USAGE_SNAPSHOT_INTERVAL_MS = 3_600_000;
+
+  /** Share of its tenant's requests per minute one user may make, in percent. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(100)
+  RATE_LIMIT_USER_PERCENT = 50;
+
+  /** How long a request over its tenant's concurrency cap waits for a slot before it gets 429. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(60_000)
+  BULKHEAD_WAIT_MS = 1_000;
+
+  /** Test and bench only: routes that misbehave on purpose (a slow query). Refused in production. */
+  @Transform(toBool)
+  @IsOptional()
+  @IsBoolean({ message: 'TEST_ROUTES_ENABLED must be true or false' })
+  TEST_ROUTES_ENABLED?: boolean;
+
+  /** Bench only (with BENCH_BASELINE_DATABASE_URL): no usage metering, rate limits or plan limit checks, to measure what they cost. */
+  @Transform(toBool)
+  @IsOptional()
+  @IsBoolean({ message: 'BENCH_SKIP_BILLING must be true or false' })
+  BENCH_SKIP_BILLING?: boolean;
+
   /** Bench only (with BENCH_BASELINE_DATABASE_URL): accept any validly signed token without checking its session, to measure what the check costs. */
   @Transform(toBool)
   @IsOptional()
@@ -345,9 +425,19 @@ export interface AppConfig {
     /** Processing of stored webhook and reconciled events (see DirectorySyncProcessor). */
     events: { pollMs: number; maxAttempts: number; retryBaseMs: number };
   };
+  billing: {
+    defaultPlan?: string;
+    trialDays: number;
+    pastDueGraceDays: number;
+    stripe: { apiKey?: string; webhookSecret?: string; toleranceSeconds: number };
+  };
+  usage: { flushIntervalMs: number; snapshotIntervalMs: number };
+  limits: { userRatePercent: number; bulkheadWaitMs: number };
+  testRoutes: boolean;
   benchBaselineUrl?: string;
   benchSkipSessionCheck: boolean;
   benchSkipAudit: boolean;
+  benchSkipBilling: boolean;
 }
 
 function parseApiHost(value: string | undefined): AppConfig['workos']['apiHost'] {
@@ -374,6 +464,12 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   }
   if (env.BENCH_SKIP_SESSION_CHECK && !env.BENCH_BASELINE_DATABASE_URL) {
     problems.push('BENCH_SKIP_SESSION_CHECK: only for benchmarks, together with BENCH_BASELINE_DATABASE_URL');
+  }
+  if (env.BENCH_SKIP_BILLING && !env.BENCH_BASELINE_DATABASE_URL) {
+    problems.push('BENCH_SKIP_BILLING: only for benchmarks, together with BENCH_BASELINE_DATABASE_URL');
+  }
+  if (isProd && env.TEST_ROUTES_ENABLED === true) {
+    problems.push('TEST_ROUTES_ENABLED: test routes cannot be enabled when NODE_ENV=production');
   }
   if (env.DATABASE_SECONDARY_URL && !env.DATABASE_URL) {
     problems.push('DATABASE_SECONDARY_URL: set DATABASE_URL too (a secondary server needs a primary)');
@@ -427,7 +523,17 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       stateTtlSeconds: env.SSO_STATE_TTL_SECONDS,
       events: { pollMs: env.WORKOS_EVENTS_POLL_MS, maxAttempts: env.WORKOS_EVENTS_MAX_ATTEMPTS, retryBaseMs: env.WORKOS_EVENTS_RETRY_BASE_MS },
     },
+    billing: {
+      defaultPlan: env.BILLING_DEFAULT_PLAN,
+      trialDays: env.BILLING_TRIAL_DAYS,
+      pastDueGraceDays: env.BILLING_PAST_DUE_GRACE_DAYS,
+      stripe: { apiKey: env.STRIPE_API_KEY, webhookSecret: env.STRIPE_WEBHOOK_SECRET, toleranceSeconds: env.STRIPE_WEBHOOK_TOLERANCE_SECONDS },
+    },
+    usage: { flushIntervalMs: env.USAGE_FLUSH_INTERVAL_MS, snapshotIntervalMs: env.USAGE_SNAPSHOT_INTERVAL_MS },
+    limits: { userRatePercent: env.RATE_LIMIT_USER_PERCENT, bulkheadWaitMs: env.BULKHEAD_WAIT_MS },
+    testRoutes: env.TEST_ROUTES_ENABLED === true,
     benchBaselineUrl: env.BENCH_BASELINE_DATABASE_URL,
+    benchSkipBilling: env.BENCH_SKIP_BILLING === true && env.BENCH_BASELINE_DATABASE_URL !== undefined,
     benchSkipSessionCheck: env.BENCH_SKIP_SESSION_CHECK === true && env.BENCH_BASELINE_DATABASE_URL !== undefined,
     benchSkipAudit: env.BENCH_SKIP_AUDIT === true && env.BENCH_BASELINE_DATABASE_URL !== undefined,
   };

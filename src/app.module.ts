@@ -7,6 +7,7 @@ import type { AppConfig } from '../config/configuration.js';
 import { AuditModule } from './audit/audit.module.js';
 import { AuthModule } from './auth/auth.module.js';
 import { BenchModule } from './bench/bench.module.js';
+import { BillingModule } from './billing/billing.module.js';
 import { HealthModule } from './health/health.module.js';
 import { ErrorFilter } from './http/error.filter.js';
 import { createValidationPipe } from './http/validation.js';
@@ -47,6 +48,7 @@ export class AppModule {
         }),
         TenancyModule.forRoot({ runtime, providerScope: config.tenantProviderScope }),
         AuditModule,
+        BillingModule,
         AuthModule.register({ devLogin: config.auth.devLoginEnabled }),
         OrganizationsModule,
         ProjectsModule,

@@ -74,6 +74,7 @@ Examples:
     .addOption(new Option('--tier <tier>', 'shared: rows under RLS; schema: its own schema; dedicated: its own database').choices(TIERS).makeOptionMandatory())
     .requiredOption('--owner <email>', 'email of the first owner; the user is created if new')
     .option('--server <key>', 'registered server key, dedicated tier only (default: the secondary server when there is one)')
+    .option('--plan <key>', 'billing plan: free, pro or enterprise (default: BILLING_DEFAULT_PLAN when it allows the tier, else the cheapest plan that does)')
     .addHelpText(
       'after',
       `
@@ -83,7 +84,7 @@ A failure half way removes what was made; the slug is free again.
 Examples:
   $ npm run cli -- tenants create acme --name "Acme Inc." --tier shared --owner ops@acme.test
   $ npm run cli -- tenants create globex --name Globex --tier schema --owner it@globex.test
-  $ npm run cli -- tenants create initech --name Initech --tier dedicated --owner it@initech.test --server secondary`,
+  $ npm run cli -- tenants create initech --name Initech --tier dedicated --owner it@initech.test --server secondary --plan enterprise`,
     )
     .action(async (slug: string, opts: CreateOptions) => {
       const { validateCreate, provisionTenant } = await import('./tenant-create.js');

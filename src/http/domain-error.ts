@@ -8,10 +8,19 @@ export abstract class DomainError<C extends string = string> extends Error {
     message: string,
     readonly field?: string,
     readonly headers?: Record<string, string>,
+    /** Machine-readable facts added to the error body (a plan limit and the usage against it, say). */
+    readonly details?: ErrorDetails,
   ) {
     super(message);
     this.name = new.target.name;
   }
+}
+
+/** What an error body may carry beyond its message: see ErrorBodyDto. */
+export interface ErrorDetails {
+  feature?: string;
+  limit?: number;
+  usage?: number;
 }
 
 export type HttpErrorCode =

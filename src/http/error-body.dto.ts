@@ -16,4 +16,13 @@ export class ErrorBodyDto {
 
   @ApiProperty({ example: '0b6f1f1e-3a8e-4c57-9a55-2b7a0f3c1d2e' })
   requestId!: string;
+
+  @ApiPropertyOptional({ example: 'projects', description: 'PLAN_LIMIT_REACHED: the plan feature whose limit was reached' })
+  feature?: string;
+
+  @ApiPropertyOptional({ example: 10, description: 'PLAN_LIMIT_REACHED: the plan\'s limit' })
+  limit?: number;
+
+  @ApiPropertyOptional({ example: 10, description: 'PLAN_LIMIT_REACHED: the current usage against that limit' })
+  usage?: number;
 }

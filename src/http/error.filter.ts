@@ -4,13 +4,14 @@ import pg from 'pg';
 import { QueryFailedError } from 'typeorm';
 import { PoolCapacityError } from '../../libs/postgres/index.js';
 import type { AuthErrorCode } from '../auth/auth.errors.js';
+import type { BillingErrorCode } from '../billing/billing.errors.js';
 import type { LifecycleErrorCode } from '../lifecycle/lifecycle.errors.js';
 import type { OrganizationsErrorCode } from '../organizations/organizations.errors.js';
 import type { ProjectsErrorCode } from '../projects/projects.errors.js';
 import type { SsoErrorCode } from '../sso/sso.errors.js';
 import type { SupportErrorCode } from '../support/support.errors.js';
 import type { TenancyErrorCode } from '../tenancy/tenancy.errors.js';
-import { DomainError, HttpErrorCode } from './domain-error.js';
+import { DomainError, ErrorDetails, HttpErrorCode } from './domain-error.js';
 
 export type ErrorCode =
   | HttpErrorCode
@@ -20,7 +21,8 @@ export type ErrorCode =
   | ProjectsErrorCode
   | LifecycleErrorCode
   | SsoErrorCode
-  | SupportErrorCode;
+  | SupportErrorCode
+  | BillingErrorCode;
 
 /** The one place codes become statuses; the compiler checks that every code has one. */
 export function statusFor(code: ErrorCode): number {
@@ -36,9 +38,13 @@ export function statusFor(code: ErrorCode): number {
     case 'SSO_STATE_INVALID':
     case 'SSO_CODE_INVALID':
     case 'WEBHOOK_SIGNATURE_INVALID':
+    case 'BILLING_WEBHOOK_INVALID':
+    case 'PLAN_NOT_FOUND':
       return 400;
     case 'UNAUTHENTICATED':
       return 401;
+    case 'PAYMENT_REQUIRED':
+      return 402;
     case 'FORBIDDEN':
     case 'PLATFORM_ADMIN_REQUIRED':
     case 'TENANT_SUSPENDED':
@@ -54,6 +60,8 @@ export function statusFor(code: ErrorCode): number {
     case 'SUPPORT_STAFF_REQUIRED':
     case 'SUPPORT_SELF_APPROVAL':
     case 'SUPPORT_APPROVER_MISMATCH':
+    case 'PLAN_LIMIT_REACHED':
+    case 'PLAN_TIER_NOT_ALLOWED':
       return 403;
     case 'ROUTE_NOT_FOUND':
     case 'TENANT_NOT_FOUND':
@@ -84,6 +92,8 @@ export function statusFor(code: ErrorCode): number {
     case 'URI_TOO_LONG':
       return 414;
     case 'TOO_MANY_REQUESTS':
+    case 'RATE_LIMITED':
+    case 'TENANT_BUSY':
       return 429;
     case 'UNSUPPORTED_MEDIA_TYPE':
       return 415;
@@ -94,6 +104,7 @@ export function statusFor(code: ErrorCode): number {
     case 'TENANT_MOVED':
     case 'SSO_NOT_CONFIGURED':
     case 'SSO_PROVIDER_ERROR':
+    case 'QUERY_TIMEOUT':
       return 503;
     case 'TENANT_CONTEXT_MISSING':
     case 'INTERNAL':
@@ -111,6 +122,9 @@ export interface ErrorBody {
   message: string;
   field?: string;
   requestId: string;
+  feature?: string;
+  limit?: number;
+  usage?: number;
 }
 
 interface Mapped {
@@ -119,6 +133,7 @@ interface Mapped {
   field?: string;
   headers?: Record<string, string>;
   status?: number;
+  details?: ErrorDetails;
 }
 
 const PG_CODES: Record<string, Mapped> = {
@@ -181,7 +196,7 @@ function fromFramework(e: { statusCode: number; code?: string; message: string }
 
 export function mapError(exception: unknown): Mapped {
   if (exception instanceof DomainError) {
-    return { code: exception.code as ErrorCode, message: exception.message, field: exception.field, headers: exception.headers };
+    return { code: exception.code as ErrorCode, message: exception.message, field: exception.field, headers: exception.headers, details: exception.details };
   }
   if (exception instanceof HttpException) return fromHttpException(exception);
   if (exception instanceof PoolCapacityError) {
@@ -234,6 +249,7 @@ export class ErrorFilter implements ExceptionFilter {
     }
     const body: ErrorBody = { status, code: mapped.code, message: mapped.message, requestId: String(request.id) };
     if (mapped.field) body.field = mapped.field;
+    if (mapped.details) Object.assign(body, mapped.details);
     if (mapped.headers) reply.headers(mapped.headers);
     reply.status(status).send(body);
   }

@@ -115,6 +115,10 @@ export function grantControlSchema(appUser: string) {
     // Grants are never deleted by the app (they go with their tenant): their history is evidence.
     await c.query(`GRANT SELECT, INSERT, UPDATE ON ${CONTROL_SCHEMA}.support_grants TO ${app}`);
     await c.query(`GRANT SELECT, INSERT, UPDATE ON ${CONTROL_SCHEMA}.tenant_support_settings TO ${app}`);
+    // The plan catalogue is changed by migrations (or an operator's SQL), never by the app.
+    await c.query(`GRANT SELECT ON ${CONTROL_SCHEMA}.plans, ${CONTROL_SCHEMA}.plan_features TO ${app}`);
+    await c.query(`GRANT SELECT, INSERT, UPDATE ON ${CONTROL_SCHEMA}.organization_billing, ${CONTROL_SCHEMA}.usage_daily TO ${app}`);
+    await c.query(`GRANT SELECT, INSERT ON ${CONTROL_SCHEMA}.billing_events TO ${app}`);
   };
 }
 

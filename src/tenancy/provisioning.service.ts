@@ -1,4 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
+import { ConfigService } from '@nestjs/config';
+import type { AppConfig } from '../../config/configuration.js';
+import { assignPlan } from '../billing/plan-assignment.js';
 import { v7 as uuidv7 } from 'uuid';
 import { assertPlacementAllowed, DATABASE_RUNTIME, DatabaseRuntime, dropPlacement, placementFor, preparePlacement } from './placements.js';
 import { RoutingTable } from './routing-table.service.js';
@@ -13,6 +16,8 @@ export interface ProvisionTenant {
   tier: Tier;
   ownerEmail: string;
   server?: string;
+  /** Billing plan; default: BILLING_DEFAULT_PLAN when it allows the tier, else the cheapest plan that does. */
+  plan?: string;
 }
 
 /**
@@ -29,6 +34,7 @@ export class ProvisioningService {
     private readonly pools: TenantPools,
     private readonly directory: TenantDirectory,
     private readonly routing: RoutingTable,
+    private readonly config: ConfigService<AppConfig, true>,
   ) {}
 
   async provision(input: ProvisionTenant): Promise<TenantRoute> {
@@ -47,6 +53,8 @@ export class ProvisioningService {
       if (!inserted.length) return true;
       const owner = await this.directory.ensureUser(input.ownerEmail, m);
       await m.query(`INSERT INTO control.memberships (tenant_id, user_id, role) VALUES ($1, $2, 'owner')`, [id, owner.id]);
+      const billing = this.config.get('billing', { infer: true });
+      await assignPlan(m, id, input.tier, { plan: input.plan, defaultPlan: billing.defaultPlan, trialDays: billing.trialDays });
       return false;
     });
     if (slugTaken) throw new TenancyError('TENANT_SLUG_TAKEN', `the slug '${input.slug}' is already taken`, 'slug');

@@ -17,6 +17,8 @@ export type TenantRequest = FastifyRequest & {
   tenantAccess?: TenantAccess;
   /** Set as soon as a support grant admits the caller, before any later refusal, so the request is audited whatever its outcome. */
   supportGrant?: { grant: SupportGrantAccess; route: TenantRoute };
+  /** Milliseconds the request held a tenant connection and transaction (usage metering's database time). */
+  dbTimeMs?: number;
 };
 
 /**
@@ -28,6 +30,16 @@ export interface SupportAccessCheck {
   activeGrant(tenant: TenantRoute, user: AuthUser, request: { id: string; method: string; path: string }): Promise<SupportGrantAccess | null>;
 }
 export const SUPPORT_ACCESS = Symbol('SupportAccessCheck');
+
+/**
+ * What the tenant's plan says about this request (provided by the billing module; tenancy does
+ * not depend on it): may refuse it (a read-only tenant's write) and sets access.limits. Called
+ * on every admitted request, so it must answer from memory in the common case.
+ */
+export interface TenantAdmission {
+  admit(access: TenantAccess, isRead: boolean): void | Promise<void>;
+}
+export const TENANT_ADMISSION = Symbol('TenantAdmission');
 
 const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
@@ -62,6 +74,7 @@ export class TenantAccessGuard implements CanActivate {
     @Inject(DATABASE_RUNTIME) private readonly runtime: DatabaseRuntime,
     private readonly pools: TenantPools,
     @Optional() @Inject(SUPPORT_ACCESS) private readonly support?: SupportAccessCheck,
+    @Optional() @Inject(TENANT_ADMISSION) private readonly admission?: TenantAdmission,
   ) {}
 
   private readonly attempts = new Map<string, number>();
@@ -123,7 +136,7 @@ export class TenantAccessGuard implements CanActivate {
     }).catch(() => undefined);
   }
 
-  private enter(context: ExecutionContext, req: TenantRequest, userId: string, slug: string, route: TenantRoute, role: Role, grant?: SupportGrantAccess): boolean {
+  private enter(context: ExecutionContext, req: TenantRequest, userId: string, slug: string, route: TenantRoute, role: Role, grant?: SupportGrantAccess): boolean | Promise<boolean> {
     // Request logs carry the tenant id (see customProps in app.module.ts).
     (req.raw as { tenantId?: string }).tenantId = route.id;
     if (route.status === 'suspended') {
@@ -145,7 +158,9 @@ export class TenantAccessGuard implements CanActivate {
     // A read grant's transactions are READ ONLY whatever the route: the database refuses its writes
     // even should a route's roles let a viewer write.
     const readOnly = isRead || !WRITER_ROLES.includes(role) || grant?.access === 'read';
-    req.tenantAccess = { route, userId, role, readOnly, supportGrant: grant };
-    return true;
+    const access: TenantAccess = { route, userId, role, readOnly, supportGrant: grant };
+    req.tenantAccess = access;
+    const admitted = this.admission?.admit(access, isRead);
+    return admitted instanceof Promise ? admitted.then(() => true) : true;
   }
 }

@@ -41,6 +41,17 @@ export interface SupportGrantAccess {
   access: 'read' | 'write';
 }
 
+/**
+ * What a tenant may use per request, from its plan (see TenantAdmission): null means no limit.
+ * Enforced by tenancy itself: the rate limit by TenantThrottlerGuard, the statement timeout in
+ * the transaction prologue, the concurrency cap (bulkhead) before a connection is taken.
+ */
+export interface TenantLimits {
+  requestsPerMinute: number | null;
+  statementTimeoutMs: number | null;
+  maxConcurrent: number | null;
+}
+
 /** Who is in which tenant for the current request, set by the access guard. */
 export interface TenantAccess {
   route: TenantRoute;
@@ -49,4 +60,6 @@ export interface TenantAccess {
   readOnly: boolean;
   /** Set only when the caller is support staff admitted through a grant; role is then the grant's stand-in role. */
   supportGrant?: SupportGrantAccess;
+  /** Set by the TenantAdmission (billing), when one is registered; absent: no limits. */
+  limits?: TenantLimits;
 }

@@ -24,16 +24,21 @@ export class TenantTransactionInterceptor implements NestInterceptor {
     if (!access) return next.handle();
     const request = requestInfo(req);
     return defer(async () => {
-      const lease = this.pools.lease(access.route.placement);
-      const session = await TenantSession.begin(access, lease instanceof Promise ? await lease : lease);
-      let result: unknown;
+      const started = performance.now();
       try {
-        result = await this.store.run({ access, session, request }, () => lastValueFrom(next.handle(), { defaultValue: undefined }));
-      } catch (err) {
-        throw (await session.rollback()) ?? err;
+        const lease = this.pools.lease(access.route.placement);
+        const session = await TenantSession.begin(access, lease instanceof Promise ? await lease : lease);
+        let result: unknown;
+        try {
+          result = await this.store.run({ access, session, request }, () => lastValueFrom(next.handle(), { defaultValue: undefined }));
+        } catch (err) {
+          throw (await session.rollback()) ?? err;
+        }
+        await session.commit();
+        return result;
+      } finally {
+        req.dbTimeMs = performance.now() - started;
       }
-      await session.commit();
-      return result;
     });
   }
 }

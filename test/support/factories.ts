@@ -16,6 +16,8 @@ export interface TenantOptions {
   slug?: string;
   ownerEmail?: string;
   server?: string;
+  /** Billing plan; the test app's default is enterprise (no limits but the per-request ones). */
+  plan?: string;
 }
 
 export function uniqueSlug(prefix = 't'): string {
@@ -27,7 +29,7 @@ export async function createTenant(t: TestApp, opts: TenantOptions): Promise<Ten
   const slug = opts.slug ?? uniqueSlug(opts.tier);
   const ownerEmail = opts.ownerEmail ?? `owner@${slug}.test`;
   const admin = await t.admin();
-  const res = await admin.post('/tenants', { slug, name: `Tenant ${slug}`, tier: opts.tier, ownerEmail, server: opts.server });
+  const res = await admin.post('/tenants', { slug, name: `Tenant ${slug}`, tier: opts.tier, ownerEmail, server: opts.server, plan: opts.plan });
   if (res.status !== 201) throw new Error(`tenant ${slug} not created: ${res.status} ${JSON.stringify(res.body)}`);
   return { id: res.body.id, slug, tier: opts.tier, ownerEmail, owner: await t.login(ownerEmail) };
 }

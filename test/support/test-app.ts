@@ -43,6 +43,9 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     JWT_SECRET: randomBytes(32).toString('hex'),
     PLATFORM_ADMIN_EMAILS: PLATFORM_ADMIN,
     DB_POOL_MAX: '10',
+    // Tests written before plans existed assume no plan limits: new tenants default to the
+    // enterprise plan here; the billing tests choose their plans explicitly.
+    BILLING_DEFAULT_PLAN: 'enterprise',
     ...options.env,
   });
   const runtime = await prepareDatabases(config);

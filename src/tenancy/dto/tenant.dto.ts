@@ -29,6 +29,12 @@ export class CreateTenantDto {
   @IsString()
   @Matches(/^[a-z][a-z0-9_-]{0,62}$/, { message: 'server must be a registered server key' })
   server?: string;
+
+  @ApiPropertyOptional({ example: 'pro', description: 'Billing plan (free, pro, enterprise); default: BILLING_DEFAULT_PLAN when it allows the tier, else the cheapest plan that does' })
+  @IsOptional()
+  @IsString()
+  @Matches(/^[a-z][a-z0-9_-]{0,39}$/, { message: 'plan must be a plan key such as free, pro or enterprise' })
+  plan?: string;
 }
 
 export class ListTenantsQuery {
