@@ -48,6 +48,7 @@ export class MovesController {
   })
   @ApiAcceptedResponse({ type: MoveDto, description: 'Started' })
   @ApiBadRequestResponse({ type: ErrorBodyDto, description: 'Invalid tier or server, or the tenant lives there already' })
+  @ApiForbiddenResponse({ type: ErrorBodyDto, description: "PLAN_TIER_NOT_ALLOWED: the tenant's plan does not include that tier (upgrade it first); or the caller is not a platform admin" })
   @ApiConflictResponse({ type: ErrorBodyDto, description: 'A move is in progress, or the tenant cannot be moved in its state' })
   async start(@Param('id', UuidPipe) id: string, @Body() dto: MoveTenantDto, @CurrentUser() user: AuthUser, @Req() req: FastifyRequest): Promise<MoveDto> {
     return this.dto(await this.moves.start(id, { tier: dto.tier, server: dto.server }, actorOf(user, req)));

@@ -1,5 +1,5 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
-import { ApiBadRequestResponse, ApiConflictResponse, ApiCreatedResponse, ApiNoContentResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { ApiBadRequestResponse, ApiConflictResponse, ApiCreatedResponse, ApiForbiddenResponse, ApiNoContentResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import { ErrorBodyDto } from '../http/error-body.dto.js';
 import { PageQuery } from '../http/page.dto.js';
 import { UuidPipe } from '../http/validation.js';
@@ -25,6 +25,10 @@ export class MembersController {
   @Post()
   @AllowRoles('owner', 'admin')
   @ApiCreatedResponse({ type: MemberDto })
+  @ApiForbiddenResponse({
+    type: ErrorBodyDto,
+    description: "PLAN_LIMIT_REACHED: the plan's seats are all taken (feature, limit and usage say so); or the tenant is suspended, or the role may not do this",
+  })
   @ApiConflictResponse({ type: ErrorBodyDto, description: 'Already a member' })
   async add(@Body() dto: AddMemberDto): Promise<MemberDto> {
     return MemberDto.from(await this.members.add(dto.email, dto.role));

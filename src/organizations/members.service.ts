@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { AuditService } from '../audit/audit.service.js';
+import { PlanLimits } from '../billing/plan-limits.js';
 import { TenantContextStore } from '../tenancy/tenant-context.js';
 import { TenantConnectionProvider } from '../tenancy/tenant-connection.provider.js';
 import { MemberRecord, MembershipChange, Queryable, TenantDirectory } from '../tenancy/tenant-directory.service.js';
@@ -16,6 +17,7 @@ export class MembersService {
     private readonly directory: TenantDirectory,
     private readonly audit: AuditService,
     private readonly store: TenantContextStore,
+    private readonly limits: PlanLimits,
   ) {}
 
   /**
@@ -40,7 +42,12 @@ export class MembersService {
     const { id: tenantId, slug } = this.tenant.tenant;
     this.assertMayTouchOwner(role);
     const user = await this.directory.ensureUser(email);
-    const member = await this.directory.addMember(tenantId, user.id, role, this.entry('member.added', user.id, { role }));
+    const seat = this.limits.seatCheck(tenantId);
+    const audited = this.entry('member.added', user.id, { role });
+    const member = await this.directory.addMember(tenantId, user.id, role, async (m) => {
+      await seat(m);
+      await audited(m);
+    });
     if (!member) throw new OrganizationsError('MEMBER_EXISTS', `${user.email} is already a member of '${slug}'`, 'email');
     await this.delivered();
     return member;

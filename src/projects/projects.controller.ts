@@ -1,5 +1,5 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
-import { ApiBadRequestResponse, ApiCreatedResponse, ApiNoContentResponse, ApiNotFoundResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { ApiBadRequestResponse, ApiCreatedResponse, ApiForbiddenResponse, ApiNoContentResponse, ApiNotFoundResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import { ErrorBodyDto } from '../http/error-body.dto.js';
 import { nextCursor, PageQuery } from '../http/page.dto.js';
 import { UuidPipe } from '../http/validation.js';
@@ -16,6 +16,10 @@ export class ProjectsController {
 
   @Post()
   @ApiCreatedResponse({ type: ProjectDto })
+  @ApiForbiddenResponse({
+    type: ErrorBodyDto,
+    description: "PLAN_LIMIT_REACHED: the plan's projects are all used (feature, limit and usage say so); or the tenant is suspended, or the role may not do this",
+  })
   async create(@Body() dto: CreateProjectDto): Promise<ProjectDto> {
     return ProjectDto.from(await this.projects.create(dto));
   }

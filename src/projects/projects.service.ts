@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { v7 as uuidv7 } from 'uuid';
 import { AuditService } from '../audit/audit.service.js';
+import { PlanLimits } from '../billing/plan-limits.js';
 import { ValidationFailed } from '../http/domain-error.js';
 import { TenantConnectionProvider } from '../tenancy/tenant-connection.provider.js';
 import type { CreateProjectDto, UpdateProjectDto } from './dto/project.dto.js';
@@ -31,6 +32,7 @@ export class ProjectsService {
   constructor(
     private readonly tenant: TenantConnectionProvider,
     private readonly audit: AuditService,
+    private readonly limits: PlanLimits,
   ) {}
 
   list(limit: number, cursor?: string): Promise<Project[]> {
@@ -44,7 +46,9 @@ export class ProjectsService {
   }
 
   async create(dto: CreateProjectDto): Promise<Project> {
-    const { raw } = await this.tenant.manager
+    const manager = this.tenant.manager;
+    await this.limits.admit(this.tenant.tenant.id, 'projects', manager, () => manager.count(Project));
+    const { raw } = await manager
       .createQueryBuilder()
       .insert()
       .into(Project)

@@ -1,5 +1,5 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
-import { ApiBadRequestResponse, ApiCreatedResponse, ApiNoContentResponse, ApiNotFoundResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { ApiBadRequestResponse, ApiCreatedResponse, ApiForbiddenResponse, ApiNoContentResponse, ApiNotFoundResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import { ErrorBodyDto } from '../http/error-body.dto.js';
 import { nextCursor } from '../http/page.dto.js';
 import { UuidPipe } from '../http/validation.js';
@@ -17,6 +17,10 @@ export class TasksController {
 
   @Post()
   @ApiCreatedResponse({ type: TaskDto })
+  @ApiForbiddenResponse({
+    type: ErrorBodyDto,
+    description: "PLAN_LIMIT_REACHED: the project has the plan's tasks per project (feature, limit and usage say so); or the tenant is suspended, or the role may not do this",
+  })
   async create(@Param('projectId', UuidPipe) projectId: string, @Body() dto: CreateTaskDto): Promise<TaskDto> {
     return TaskDto.from(await this.tasks.create(projectId, dto));
   }

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { v7 as uuidv7 } from 'uuid';
 import { AuditService } from '../audit/audit.service.js';
+import { PlanLimits } from '../billing/plan-limits.js';
 import { ValidationFailed } from '../http/domain-error.js';
 import { TenantConnectionProvider } from '../tenancy/tenant-connection.provider.js';
 import type { CreateTaskDto, ListTasksQuery, UpdateTaskDto } from './dto/project.dto.js';
@@ -37,6 +38,7 @@ export class TasksService {
   constructor(
     private readonly tenant: TenantConnectionProvider,
     private readonly audit: AuditService,
+    private readonly limits: PlanLimits,
   ) {}
 
   async list(projectId: string, q: ListTasksQuery): Promise<Task[]> {
@@ -63,7 +65,9 @@ export class TasksService {
 
   async create(projectId: string, dto: CreateTaskDto): Promise<Task> {
     await this.assertProject(projectId);
-    const { raw } = await this.tenant.manager
+    const manager = this.tenant.manager;
+    await this.limits.admit(this.tenant.tenant.id, 'tasks_per_project', manager, () => manager.countBy(Task, { projectId }), projectId);
+    const { raw } = await manager
       .createQueryBuilder()
       .insert()
       .into(Task)

@@ -6,6 +6,8 @@ import type { Actor } from '../lifecycle/actor.js';
 import { recordPlatformEvent } from '../lifecycle/platform-audit.js';
 import { Queryable, TenantDirectory } from '../tenancy/tenant-directory.service.js';
 import { AuditService } from '../audit/audit.service.js';
+import { BillingError } from '../billing/billing.errors.js';
+import { PlanLimits } from '../billing/plan-limits.js';
 import { TenantPools } from '../tenancy/tenant-pools.service.js';
 import type { Role, TenantStatus } from '../tenancy/tenant-route.js';
 import { mapRole } from './role-mapping.js';
@@ -98,6 +100,7 @@ export class DirectorySyncService {
     private readonly sessions: SessionStore,
     private readonly store: WorkOSEventStore,
     private readonly tenantAudit: AuditService,
+    private readonly limits: PlanLimits,
   ) {}
 
   async apply(e: ClaimedEvent): Promise<Outcome> {
@@ -240,7 +243,15 @@ export class DirectorySyncService {
     );
     const before = await this.directory.findMember(link.tenantId, userId);
     if (!before) {
-      if (await this.directory.addMember(link.tenantId, userId, role)) {
+      let added;
+      try {
+        added = await this.directory.addMember(link.tenantId, userId, role, this.limits.seatCheck(link.tenantId));
+      } catch (err) {
+        // Retrying would hold up the organization's queue until a seat frees up; the next event about them tries again.
+        if (err instanceof BillingError && err.code === 'PLAN_LIMIT_REACHED') return ignored(`identity recorded, not made a member: ${err.message}`);
+        throw err;
+      }
+      if (added) {
         await this.audit(e, link, userId, 'sso.directory_member_added', { directoryUserId: user.id, role, groups: [...groups] });
         return processed();
       }

@@ -5,6 +5,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AppConfig } from '../../config/configuration.js';
 import { AuditService } from '../audit/audit.service.js';
 import { AuthService, emailDomain, IssuedToken } from '../auth/auth.service.js';
+import { PlanLimits } from '../billing/plan-limits.js';
 import { ValidationFailed } from '../http/domain-error.js';
 import type { Actor } from '../lifecycle/actor.js';
 import { recordPlatformEvent } from '../lifecycle/platform-audit.js';
@@ -106,6 +107,7 @@ export class SsoService {
     private readonly routing: RoutingTable,
     private readonly auth: AuthService,
     private readonly audit: AuditService,
+    private readonly limits: PlanLimits,
     config: ConfigService<AppConfig, true>,
   ) {
     const workosConfig = config.get('workos', { infer: true });
@@ -342,7 +344,7 @@ export class SsoService {
     const policy: RoleMappingPolicy = { mapping: link.roleMapping, defaultRole: link.defaultRole };
     const claims = { role: profile.role?.slug ?? null, roles: (profile.roles ?? []).map((r) => r.slug), groups: profile.groups ?? [] };
     let role: Role = mapRole(policy, claims);
-    const user = await this.pools.control().transaction(async (m) => {
+    const { person: user, joined } = await this.pools.control().transaction(async (m) => {
       const known = await m.query<Array<{ user_id: string; state: string; directory_user_id: string | null; idp_groups: string[] }>>(
         'SELECT user_id, state, directory_user_id, idp_groups FROM control.sso_identities WHERE workos_organization_id = $1 AND idp_id = $2 FOR UPDATE',
         [link.organizationId, profile.idpId],
@@ -362,6 +364,9 @@ export class SsoService {
       const groups = identity?.directory_user_id ? [...new Set([...identity.idp_groups, ...claims.groups])] : claims.groups;
       role = mapRole(policy, { ...claims, groups });
       const person = identity ? await this.userById(m, identity.user_id) : await this.directory.ensureUser(email, m);
+      // A newcomer's membership, seat-checked under the tenant's seat lock in this transaction: a
+      // sign-in refused for want of a seat leaves no user, identity or event behind.
+      const joined = (await this.directory.addMember(tenant.id, person.id, role, this.limits.seatCheck(tenant.id), m)) !== null;
       await m.query(
         `INSERT INTO control.sso_identities (workos_organization_id, idp_id, tenant_id, user_id, idp_role, idp_groups, state)
          VALUES ($1, $2, $3, $4, $5, $6, 'active')
@@ -379,9 +384,11 @@ export class SsoService {
         requestId,
         metadata: { idpInitiated: state === undefined, role, connectionType: profile.connectionType },
       });
-      return person;
+      return { person, joined };
     });
-    const effective = await this.applyRole(tenant.id, user.id, role);
+    let effective = role;
+    if (joined) this.directory.forgetMembership(tenant.id, user.id);
+    else effective = await this.applyRole(tenant.id, user.id, role);
     await this.audit.recordFor(
       tenant,
       { actorKind: 'identity_provider', actorId: user.id, action: 'sso.signed_in', targetType: 'user', targetId: user.id, metadata: { role: effective, idpInitiated: state === undefined } },
@@ -416,12 +423,10 @@ export class SsoService {
   }
 
   /**
-   * The mapped role becomes the membership's (created just in time). The last owner is never
-   * demoted by an identity provider: the tenant would be left without one.
+   * The mapped role becomes an existing member's. The last owner is never demoted by an identity
+   * provider: the tenant would be left without one.
    */
   private async applyRole(tenantId: string, userId: string, role: Role): Promise<Role> {
-    const added = await this.directory.addMember(tenantId, userId, role);
-    if (added) return role;
     // An identity provider may make someone owner only where the mapping says so, and never
     // demotes an owner: otherwise an admin could demote owners by editing the mapping.
     const result = await this.directory.changeMember(tenantId, userId, { role }, role === 'owner');

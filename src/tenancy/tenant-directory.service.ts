@@ -125,8 +125,8 @@ export class TenantDirectory {
     return rows.map(toMember);
   }
 
-  async findMember(tenantId: string, userId: string): Promise<MemberRecord | null> {
-    const rows = await this.pools.control().query<MemberRow[]>(
+  async findMember(tenantId: string, userId: string, q: Queryable = this.pools.control()): Promise<MemberRecord | null> {
+    const rows = await q.query<MemberRow[]>(
       `SELECT m.user_id, u.email, m.role, m.created_at, m.updated_at
          FROM control.memberships m JOIN control.users u ON u.id = m.user_id
         WHERE m.tenant_id = $1 AND m.user_id = $2`,
@@ -135,9 +135,20 @@ export class TenantDirectory {
     return rows.length ? toMember(rows[0]) : null;
   }
 
-  /** Adds a membership; null when the user is a member already. `alsoInTransaction` runs with the insert (an audit entry). */
-  async addMember(tenantId: string, userId: string, role: Role, alsoInTransaction?: (m: Queryable) => Promise<void>): Promise<MemberRecord | null> {
-    const added = await this.pools.control().transaction(async (m) => {
+  /**
+   * Adds a membership; null when the user is a member already. `alsoInTransaction` runs with the
+   * insert, only when it inserted (an audit entry, a seat check); its throw undoes the insert.
+   * With `within` (a caller's control-plane transaction) everything runs there, so a refusal also
+   * undoes what the caller wrote before; the caller then calls forgetMembership after its commit.
+   */
+  async addMember(
+    tenantId: string,
+    userId: string,
+    role: Role,
+    alsoInTransaction?: (m: Queryable) => Promise<void>,
+    within?: Queryable,
+  ): Promise<MemberRecord | null> {
+    const insert = async (m: Queryable): Promise<boolean> => {
       const rows = await m.query<Array<{ user_id: string }>>(
         `INSERT INTO control.memberships (tenant_id, user_id, role) VALUES ($1, $2, $3)
          ON CONFLICT (tenant_id, user_id) DO NOTHING RETURNING user_id`,
@@ -145,9 +156,16 @@ export class TenantDirectory {
       );
       if (rows.length && alsoInTransaction) await alsoInTransaction(m);
       return rows.length > 0;
-    });
+    };
+    if (within) return (await insert(within)) ? this.findMember(tenantId, userId, within) : null;
+    const added = await this.pools.control().transaction(insert);
     this.routing.forgetMembership(tenantId, userId);
     return added ? this.findMember(tenantId, userId) : null;
+  }
+
+  /** Drops this instance's cached role at once (other instances hear of it through NOTIFY at commit). */
+  forgetMembership(tenantId: string, userId: string): void {
+    this.routing.forgetMembership(tenantId, userId);
   }
 
   /**

@@ -127,6 +127,23 @@ describe('tenants move and moves, from the CLI', () => {
     expect((await cli('moves', 'cleanup')).code).toBe(2);
     for (const run of [bad, unknown, same]) expect(run.stderr).not.toMatch(/^\s+at /m);
   });
+
+  it("refuses a tier the tenant's plan does not include, naming the plan and its tiers; --ignore-plan overrides", async () => {
+    const tenant = await createTenant(t, { tier: 'shared', plan: 'free' });
+    const refused = await cli('tenants', 'move', tenant.slug, '--to', 'schema');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(
+      `error: PLAN_TIER_NOT_ALLOWED: the free plan of '${tenant.slug}' does not include the schema tier (it includes: shared); ` +
+        `change the plan first (npm run cli -- billing set-plan ${tenant.slug} <plan>), or pass --ignore-plan to move it anyway`,
+    );
+    expect(await control('SELECT 1 FROM control.tenant_moves WHERE tenant_id = $1', [tenant.id])).toEqual([]);
+    expect((await cli('tenants', 'move', '--help')).stdout).toContain('--ignore-plan');
+
+    const overridden = await cli('tenants', 'move', tenant.slug, '--to', 'schema', '--ignore-plan');
+    expect(overridden.code).toBe(0);
+    expect(overridden.stderr).toMatch(/moved: now schema \S+ on primary/);
+    expect(await control('SELECT tier FROM control.tenants WHERE id = $1', [tenant.id])).toEqual([{ tier: 'schema' }]);
+  });
 });
 
 describe('a move whose process is killed mid-copy', () => {
