@@ -11,11 +11,7 @@ export type BillingErrorCode =
   | 'PLAN_NOT_FOUND'
   /** A payment-provider webhook whose signature, age or body is not acceptable (400). */
   | 'BILLING_WEBHOOK_INVALID'
-  /** The tenant (or its user) made more requests than its plan allows per minute (429). */
-  | 'RATE_LIMITED'
-  /** The tenant has as many requests in flight as its plan allows, and none finished in time (429). */
-  | 'TENANT_BUSY'
-  /** A query ran past the plan's statement timeout and was cancelled (503). */
-  | 'QUERY_TIMEOUT';
+  /** Payment-provider webhooks are not configured on this platform (STRIPE_WEBHOOK_SECRET unset) (503). */
+  | 'BILLING_NOT_CONFIGURED';
 
 export class BillingError extends DomainError<BillingErrorCode> {}
