@@ -5,6 +5,7 @@ import { SWEEPER_ACTOR } from './actor.js';
 import { AuditCheckpoints } from '../audit/audit-checkpoints.service.js';
 import { AuditService } from '../audit/audit.service.js';
 import { SessionStore } from '../auth/session-store.service.js';
+import { UsageSnapshot } from '../usage/usage-snapshot.js';
 import { LifecycleService } from './lifecycle.service.js';
 import { MovesService } from './moves.service.js';
 
@@ -32,7 +33,7 @@ export class LifecycleSweeper implements OnApplicationBootstrap, OnModuleDestroy
   private running?: Promise<void>;
   private stopped = false;
 
-  constructor(lifecycle: LifecycleService, moves: MovesService, sessions: SessionStore, checkpoints: AuditCheckpoints, audit: AuditService, config: ConfigService<AppConfig, true>) {
+  constructor(lifecycle: LifecycleService, moves: MovesService, sessions: SessionStore, checkpoints: AuditCheckpoints, audit: AuditService, usage: UsageSnapshot, config: ConfigService<AppConfig, true>) {
     this.intervalMs = config.get('lifecycle', { infer: true }).sweepIntervalMs;
     // Moves first: a fence left by a runner that died mid-cutover blocks the tenant's writes.
     this.addStep('move recovery and clean-ups', () => moves.sweep());
@@ -40,6 +41,7 @@ export class LifecycleSweeper implements OnApplicationBootstrap, OnModuleDestroy
     this.addStep('forget ended sessions', () => sessions.purgeEnded());
     this.addStep('deliver queued audit entries', () => audit.deliverAll());
     this.addStep('checkpoint audit chains', () => checkpoints.checkpointAll());
+    this.addStep('snapshot usage (when USAGE_SNAPSHOT_INTERVAL_MS is up)', () => usage.runIfDue());
   }
 
   /** Adds a step to every sweep, run after the ones already there. */
