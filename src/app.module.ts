@@ -8,6 +8,7 @@ import { AuditModule } from './audit/audit.module.js';
 import { AuthModule } from './auth/auth.module.js';
 import { BenchModule } from './bench/bench.module.js';
 import { BillingModule } from './billing/billing.module.js';
+import { DiagnosticsModule } from './diagnostics/diagnostics.module.js';
 import { HealthModule } from './health/health.module.js';
 import { ErrorFilter } from './http/error.filter.js';
 import { createValidationPipe } from './http/validation.js';
@@ -18,6 +19,7 @@ import { SsoModule } from './sso/sso.module.js';
 import { SupportModule } from './support/support.module.js';
 import type { DatabaseRuntime } from './tenancy/placements.js';
 import { TenancyModule } from './tenancy/tenancy.module.js';
+import { UsageModule } from './usage/usage.module.js';
 
 const infoLogged = (level: string) => ['trace', 'debug', 'info'].includes(level);
 
@@ -56,7 +58,9 @@ export class AppModule {
         LifecycleModule,
         SsoModule,
         SupportModule,
+        UsageModule,
         ...(config.benchBaselineUrl ? [BenchModule.register(config.benchBaselineUrl, config.database.poolMax)] : []),
+        ...(config.testRoutes ? [DiagnosticsModule] : []),
       ],
       providers: [
         { provide: APP_PIPE, useFactory: createValidationPipe },

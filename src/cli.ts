@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { Command, CommanderError } from 'commander';
 import { ConfigurationError } from '../config/configuration.js';
+import { billingCommand, plansCommand } from './cli/billing.command.js';
 import { CliFailure, UsageError } from './cli/cli.errors.js';
 import { migrateCommand } from './cli/migrate.command.js';
 import { migrationsCommand } from './cli/migrations.command.js';
@@ -9,6 +10,7 @@ import { note } from './cli/output.js';
 import { serversCommand } from './cli/servers.command.js';
 import { ssoCommand } from './cli/sso.command.js';
 import { tenantsCommand } from './cli/tenants.command.js';
+import { usageCommand } from './cli/usage.command.js';
 import { DomainError } from './http/domain-error.js';
 import { UnsafeRuntimeRoleError } from './tenancy/infrastructure.js';
 
@@ -34,6 +36,9 @@ Examples:
   $ npm run cli -- tenants purge --due
   $ npm run cli -- servers list
   $ npm run cli -- sso reconcile
+  $ npm run cli -- plans list
+  $ npm run cli -- billing show acme
+  $ npm run cli -- billing set-plan acme pro --reason "contract 2026-014"
   $ npm run cli -- tenants create --help
 
 Configuration is the app's: the environment and ./.env (DATABASE_URL, DATABASE_SECONDARY_URL,
@@ -48,6 +53,9 @@ Exit codes: 0 success, 1 failure, 2 bad usage.`,
   cli.addCommand(movesCommand());
   cli.addCommand(serversCommand());
   cli.addCommand(ssoCommand());
+  cli.addCommand(usageCommand());
+  cli.addCommand(billingCommand());
+  cli.addCommand(plansCommand());
   // Subcommands added as objects do not inherit these settings.
   const inherit = (c: Command): void => {
     c.exitOverride().showHelpAfterError('(add --help for usage)');

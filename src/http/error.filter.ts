@@ -105,6 +105,7 @@ export function statusFor(code: ErrorCode): number {
     case 'SSO_NOT_CONFIGURED':
     case 'SSO_PROVIDER_ERROR':
     case 'QUERY_TIMEOUT':
+    case 'BILLING_NOT_CONFIGURED':
       return 503;
     case 'TENANT_CONTEXT_MISSING':
     case 'INTERNAL':
@@ -147,6 +148,8 @@ const PG_CODES: Record<string, Mapped> = {
   '40P01': { code: 'DATABASE_BUSY', message: 'the change collided with another one; retry it', headers: { 'retry-after': '1' } },
   '53300': { code: 'DATABASE_BUSY', message: 'the database has no free connections; retry shortly', headers: { 'retry-after': '1' } },
   '57P01': { code: 'DATABASE_BUSY', message: 'the database connection was closed; retry shortly', headers: { 'retry-after': '1' } },
+  // A cancelled query: a tenant's plan timeout is explained by the tenant transaction interceptor; this covers the rest.
+  '57014': { code: 'QUERY_TIMEOUT', message: 'the query was cancelled before it finished (it ran too long); retry shortly', headers: { 'retry-after': '1' } },
   // Raised by tenant_write_gate() (migrations/tenant/0002_write_gate.sql) during a move's cutover.
   TNF01: {
     code: 'TENANT_WRITE_FROZEN',
@@ -230,7 +233,7 @@ export function frameworkErrorBody(error: { statusCode?: number }, requestId: st
 }
 
 /** 503s that are part of normal operation (a busy database, a move's cutover): warnings, not errors. */
-const EXPECTED_UNAVAILABLE = new Set<ErrorCode>(['DATABASE_BUSY', 'TENANT_WRITE_FROZEN', 'TENANT_MOVED', 'TENANT_UNAVAILABLE', 'SSO_NOT_CONFIGURED', 'SSO_PROVIDER_ERROR']);
+const EXPECTED_UNAVAILABLE = new Set<ErrorCode>(['DATABASE_BUSY', 'TENANT_WRITE_FROZEN', 'TENANT_MOVED', 'TENANT_UNAVAILABLE', 'SSO_NOT_CONFIGURED', 'SSO_PROVIDER_ERROR', 'BILLING_NOT_CONFIGURED', 'QUERY_TIMEOUT']);
 
 @Catch()
 export class ErrorFilter implements ExceptionFilter {

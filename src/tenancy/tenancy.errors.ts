@@ -11,7 +11,13 @@ export type TenancyErrorCode =
   | 'TIER_NOT_ALLOWED'
   | 'PROVISIONING_FAILED'
   | 'ROLE_FORBIDDEN'
-  | 'TENANT_CONTEXT_MISSING';
+  | 'TENANT_CONTEXT_MISSING'
+  /** The tenant (or its user) made more requests than its plan allows per minute (429). */
+  | 'RATE_LIMITED'
+  /** The tenant has as many requests in flight as its plan allows, and none finished in time (429). */
+  | 'TENANT_BUSY'
+  /** A query ran past the plan's statement timeout and was cancelled (503). */
+  | 'QUERY_TIMEOUT';
 
 export class TenancyError extends DomainError<TenancyErrorCode> {}
 

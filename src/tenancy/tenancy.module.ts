@@ -1,6 +1,8 @@
 import { DynamicModule, Global, Module, Provider, Scope } from '@nestjs/common';
 import { ContextIdFactory } from '@nestjs/core';
-import type { TenantProviderScope } from '../../config/configuration.js';
+import { ConfigService } from '@nestjs/config';
+import type { AppConfig, TenantProviderScope } from '../../config/configuration.js';
+import { TenantBulkhead, TenantLimitCounters } from './bulkhead.js';
 import type { DatabaseRuntime } from './placements.js';
 import { DATABASE_RUNTIME } from './placements.js';
 import { ProvisioningService } from './provisioning.service.js';
@@ -12,6 +14,7 @@ import { TenantContextStore } from './tenant-context.js';
 import { TenantDirectory } from './tenant-directory.service.js';
 import { EntityTarget, TenantEntityRegistry, TenantPools } from './tenant-pools.service.js';
 import { TenantsController } from './tenants.controller.js';
+import { ThrottlerModule, tenantThrottlerOptions, TenantThrottlerGuard } from './tenant-throttler.guard.js';
 import { TenantAccessInterceptor, TenantTransactionInterceptor } from './tenant-transaction.interceptor.js';
 
 export interface TenancyOptions {
@@ -32,6 +35,14 @@ export class TenancyModule {
     const exported = [TenantPools, RoutingTable, TenantDirectory, TenantContextStore, TenantEntityRegistry, TenantConnectionProvider, DATABASE_RUNTIME];
     return {
       module: TenancyModule,
+      imports: [
+        // Rate-limit counters in this process. For several instances pass a shared store, e.g.
+        // tenantThrottlerOptions(pct, new ThrottlerStorageRedisService(redis)) (see README).
+        ThrottlerModule.forRootAsync({
+          inject: [ConfigService],
+          useFactory: (config: ConfigService<AppConfig, true>) => tenantThrottlerOptions(config.get('limits', { infer: true }).userRatePercent),
+        }),
+      ],
       controllers: [TenantsController],
       providers: [
         { provide: DATABASE_RUNTIME, useValue: options.runtime },
@@ -44,6 +55,9 @@ export class TenancyModule {
         TenantAccessGuard,
         TenantTransactionInterceptor,
         TenantAccessInterceptor,
+        TenantLimitCounters,
+        TenantBulkhead,
+        TenantThrottlerGuard,
         {
           provide: TenantConnectionProvider,
           scope: options.providerScope === 'singleton' ? Scope.DEFAULT : Scope.REQUEST,
@@ -52,7 +66,7 @@ export class TenancyModule {
           useFactory: (store: TenantContextStore) => new TenantConnectionProvider(store),
         },
       ],
-      exports: [...exported, TenantAccessGuard, TenantTransactionInterceptor, TenantAccessInterceptor],
+      exports: [...exported, TenantAccessGuard, TenantThrottlerGuard, TenantTransactionInterceptor, TenantAccessInterceptor, TenantLimitCounters, TenantBulkhead],
     };
   }
 

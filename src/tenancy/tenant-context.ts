@@ -64,6 +64,7 @@ export class TenantSession {
       organizationId: access.route.id,
       schema: access.route.placement.schema === SHARED_SCHEMA ? undefined : access.route.placement.schema,
       readOnly: access.readOnly,
+      statementTimeoutMs: access.limits?.statementTimeoutMs,
     });
     const runner = lease.pool.createQueryRunner() as unknown as PgQueryRunner;
     let client: pg.PoolClient;

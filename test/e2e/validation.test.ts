@@ -158,7 +158,7 @@ const CASES: Case[] = [
     { name: 'ownerEmail that is not one', body: { ...validTenant, ownerEmail: 'nobody' }, field: 'ownerEmail' },
     { name: 'server that is not a key', body: { ...validTenant, server: 'Not a key!' }, field: 'server' },
     { name: 'server that is not registered', body: { ...validTenant, server: 'nowhere' }, code: 'SERVER_NOT_FOUND', field: 'server' },
-    { name: 'unknown property', body: { ...validTenant, plan: 'pro' }, field: 'plan' },
+    { name: 'unknown property', body: { ...validTenant, colour: 'blue' }, field: 'colour' },
     ...bodyShape(validTenant),
   ]),
   ...endpoint('/tenants', 'admin', 'GET', () => '/tenants?limit=0', undefined, [{ name: 'limit 0', field: 'limit' }]),

@@ -44,9 +44,21 @@ describe('loadConfig', () => {
       lifecycle: { deletionGraceDays: 30, sweepIntervalMs: 60_000, moveCleanupDelaySeconds: 3600, moveFreezeWaitMs: 10_000, moveBatchRows: 50_000 },
       migrations: { onStart: true, waves: [1, 10], concurrency: 4 },
       workos: { redirectUri: 'http://localhost:3000/auth/sso/callback', stateTtlSeconds: 600, events: { pollMs: 5000, maxAttempts: 8, retryBaseMs: 1000 } },
+      billing: { trialDays: 14, pastDueGraceDays: 7, stripe: { toleranceSeconds: 300 } },
+      usage: { flushIntervalMs: 10_000, snapshotIntervalMs: 3_600_000 },
+      limits: { userRatePercent: 50, bulkheadWaitMs: 1000 },
+      testRoutes: false,
       benchSkipSessionCheck: false,
       benchSkipAudit: false,
+      benchSkipBilling: false,
     });
+  });
+
+  it('refuses test routes in production, and skipping billing outside a benchmark', () => {
+    expect(() => loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32), TEST_ROUTES_ENABLED: 'true' })).toThrow(/TEST_ROUTES_ENABLED: test routes cannot be enabled/);
+    expect(() => loadConfig({ BENCH_SKIP_BILLING: 'true' })).toThrow(/BENCH_SKIP_BILLING: only for benchmarks/);
+    expect(() => loadConfig({ BILLING_DEFAULT_PLAN: 'Not A Plan' })).toThrow(/BILLING_DEFAULT_PLAN must be a plan key/);
+    expect(() => loadConfig({ RATE_LIMIT_USER_PERCENT: '0' })).toThrow(/RATE_LIMIT_USER_PERCENT/);
   });
 
   it('reads the WorkOS settings: SSO is off without a key, a client id is required with one', () => {

@@ -46,6 +46,9 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     // Tests written before plans existed assume no plan limits: new tenants default to the
     // enterprise plan here; the billing tests choose their plans explicitly.
     BILLING_DEFAULT_PLAN: 'enterprise',
+    // Tests that fire many requests at one tenant at once queue at its concurrency cap; on a
+    // loaded CI machine a second's wait could turn into 429s they do not test for.
+    BULKHEAD_WAIT_MS: '10000',
     ...options.env,
   });
   const runtime = await prepareDatabases(config);
