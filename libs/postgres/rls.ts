@@ -19,19 +19,18 @@ function timeoutLiteral(ms: number): string {
 
 /**
  * One simple-protocol message that opens a transaction and confines it to a tenant with
- * transaction-local settings (SET LOCAL = set_config(..., true)), so a pooled connection never
- * carries them into its next use. Both values are checked against strict patterns before they
- * are inlined. A write transaction also passes the placement's write gate (tenant_write_gate(),
- * migrations/tenant/0002): it fails at once while the tenant's writes are frozen for a move, or
- * when the tenant has moved away from this placement. The plan's statement timeout, set first,
- * covers every statement of the transaction and is gone with it.
+ * transaction-local settings (set_config(..., true) = SET LOCAL), so a pooled connection never
+ * carries them into its next use: the tenant, the placement's schema when it is not the
+ * connection's default, and the plan's statement timeout, all in one SELECT (one statement
+ * however many settings; the timeout applies from the next statement on and ends with the
+ * transaction). Every value is checked against a strict pattern before it is inlined. A write
+ * transaction also passes the placement's write gate (tenant_write_gate(), migrations/tenant/0002):
+ * it fails at once while the tenant's writes are frozen for a move, or when the tenant has moved
+ * away from this placement.
  */
 export function tenantTransactionPrologue(o: TenantTransactionOptions): string {
-  return (
-    `BEGIN${o.readOnly ? ' READ ONLY' : ''};` +
-    (o.statementTimeoutMs != null ? `SET LOCAL statement_timeout = ${timeoutLiteral(o.statementTimeoutMs)};` : '') +
-    `SET LOCAL ${TENANT_SETTING} = ${uuidLiteral(o.organizationId)}` +
-    (o.schema ? `;SET LOCAL search_path = ${quoteIdent(o.schema)}` : '') +
-    (o.readOnly ? '' : ';SELECT tenant_write_gate()')
-  );
+  const settings = [`set_config('${TENANT_SETTING}', ${uuidLiteral(o.organizationId)}, true)`];
+  if (o.schema) settings.push(`set_config('search_path', '${quoteIdent(o.schema)}', true)`);
+  if (o.statementTimeoutMs != null) settings.push(`set_config('statement_timeout', '${timeoutLiteral(o.statementTimeoutMs)}', true)`);
+  return `BEGIN${o.readOnly ? ' READ ONLY' : ''};SELECT ${settings.join(', ')}` + (o.readOnly ? '' : ';SELECT tenant_write_gate()');
 }

@@ -94,6 +94,9 @@ export async function startBenchServer(name: string): Promise<BenchServer> {
     JWT_SECRET: secret,
     PLATFORM_ADMIN_EMAILS: 'admin@bench.test',
     BENCH_BASELINE_DATABASE_URL: `postgres://postgres:${superPw}@127.0.0.1:${port}/tenancy`,
+    // Each bench measures one thing: plans (metering, rate limits, concurrency caps, statement
+    // timeouts) stay out of the others' numbers; bench:billing and bench:noisy turn them on.
+    BENCH_SKIP_BILLING: 'true',
   };
   const db = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password: superPw, database: 'tenancy' });
   db.on('error', () => undefined);

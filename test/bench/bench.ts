@@ -102,6 +102,8 @@ async function main(): Promise<void> {
         LOG_LEVEL: 'warn',
         NODE_ENV: 'production',
         DEV_LOGIN_ENABLED: 'false',
+        // What tenancy costs, without plans (their cost is bench:billing's subject).
+        BENCH_SKIP_BILLING: 'true',
       };
       app = await startApp(port, env, APP_NODE_FLAGS);
       const http = new HttpClient(`http://127.0.0.1:${port}`);

@@ -3,13 +3,17 @@
  * metering, the rate limits (two throttler counters per request), the statement timeout in the
  * transaction prologue and the concurrency cap's bookkeeping.
  *
- * Starts a throw-away embedded PostgreSQL server and two copies of the real app on it (child
- * processes, production mode): one as shipped and one with BENCH_SKIP_BILLING (no metering, no
- * rate limits, no plan limits at all). Both serve "GET /orgs/:slug/projects?limit=20" of the
+ * Starts a throw-away embedded PostgreSQL server and four copies of the real app on it (child
+ * processes, production mode), started in the order with, without, without, with: two as
+ * shipped and two with BENCH_SKIP_BILLING (no metering, no rate limits, no plan limits at all).
+ * Two of each, because two identical apps measured 4% apart when one of each was started (the
+ * first-started one slower): with both variants in both positions, that bias cancels. Both serve "GET /orgs/:slug/projects?limit=20" of the
  * same shared tenant with 20 projects, on a plan whose limits are all set but never reached (a
  * rate of 10^9 a minute, a 5 s statement timeout, a cap of 2 × BENCH_CONNECTIONS at once), so
- * every check runs and none refuses. autocannon measures them in turns (A B, B A, ...); the
- * ratio of the medians is the result. Target: ≥ 0.95. Options (environment): BENCH_DURATION
+ * every check runs and none refuses. autocannon measures the four in turns (the order rotating
+ * every round); a variant's figure in a round is the mean of its two apps, and the ratio of the
+ * medians over the rounds is the result. BENCH_AA=1 makes all four apps as shipped (an A/A check
+ * of the method itself). Target: ≥ 0.95. Options (environment): BENCH_DURATION
  * (5 s), BENCH_CONNECTIONS (32), BENCH_ROUNDS (6), BENCH_LIMITS (rate,timeout,cap: which of the
  * plan's per-request limits are set; leave one out to see what it costs).
  */
@@ -30,9 +34,12 @@ async function main(): Promise<void> {
   const { env, secret, db } = server;
   const apps: ChildProcess[] = [];
   try {
-    const [portA, portB] = [await freePort(), await freePort()];
-    apps.push(await startApp(portA, env));
-    apps.push(await startApp(portB, { ...env, BENCH_SKIP_BILLING: 'true' }));
+    const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
+    const [portA, portB1, portB2, portA2] = ports;
+    // BENCH_AA=1: every app as shipped, to see how far apart identical apps measure.
+    const shippedEnv = { ...env, BENCH_SKIP_BILLING: 'false' };
+    const baselineEnv = process.env.BENCH_AA ? shippedEnv : { ...env, BENCH_SKIP_BILLING: 'true' };
+    for (const [port, e] of [[portA, shippedEnv], [portB1, baselineEnv], [portB2, baselineEnv], [portA2, shippedEnv]] as const) apps.push(await startApp(port, e));
 
     // Every per-request limit set, none reached (the apps have created the control schema by now).
     await db.query(`INSERT INTO control.plans (key, name, rank) VALUES ('bench', 'Bench', 5)`);
@@ -59,27 +66,31 @@ async function main(): Promise<void> {
     }
     // The shipped app applies the plan (rate-limit headers on every response); the other does not.
     const probe = await owner.get('/orgs/bench-billing/projects?limit=20');
-    if (probe.headers.get('x-ratelimit-limit-tenant') !== (LIMITS.has('rate') ? '1000000000' : null)) throw new Error('the shipped app does not apply the bench plan');
-    const skipped = await new HttpClient(`http://127.0.0.1:${portB}`, token).get('/orgs/bench-billing/projects?limit=20');
-    if (skipped.status !== 200 || skipped.headers.get('x-ratelimit-limit-tenant') !== null) throw new Error('the baseline app applies plan limits');
+    if (probe.headers.get('x-ratelimit-limit') !== (LIMITS.has('rate') ? String(Math.ceil(1e9 * 0.5)) : null)) throw new Error('the shipped app does not apply the bench plan');
+    const skipped = await new HttpClient(`http://127.0.0.1:${portB1}`, token).get('/orgs/bench-billing/projects?limit=20');
+    if (!process.env.BENCH_AA && (skipped.status !== 200 || skipped.headers.get('x-ratelimit-limit') !== null)) throw new Error('the baseline app applies plan limits');
 
     const path = '/orgs/bench-billing/projects?limit=20';
     const run = (p: number, duration: number) =>
       autocannon({ url: `http://127.0.0.1:${p}${path}`, connections: CONNECTIONS, duration, headers: { authorization: `Bearer ${token}` } });
-    const variants = [['with', portA], ['without', portB]] as const;
+    const variants = [['with', portA], ['without', portB1], ['without', portB2], ['with', portA2]] as const;
     for (const [variant, p] of variants) {
       await run(p, 3);
-      log(`warmed up ${variant}`);
+      log(`warmed up ${variant} (port ${p})`);
     }
     const rps: Record<'with' | 'without', number[]> = { with: [], without: [] };
     for (let round = 1; round <= ROUNDS; round++) {
-      // A B, then B A: neither variant always runs on a machine the other has just warmed.
-      for (const [variant, p] of round % 2 ? variants : [...variants].reverse()) {
+      // The order rotates: no app always runs on a machine another has just warmed.
+      const order = variants.map((_, i) => variants[(i + round) % variants.length]);
+      const sums = { with: 0, without: 0 };
+      for (const [variant, p] of order) {
         const r = await run(p, DURATION);
         if (r.non2xx || r.errors) throw new Error(`${variant}: ${r.non2xx} non-2xx, ${r.errors} errors`);
-        rps[variant].push(r.requests.average);
-        log(`round ${round} ${variant} billing: ${r.requests.average.toFixed(0)} req/s, p99 ${r.latency.p99} ms`);
+        sums[variant] += r.requests.average / 2;
+        log(`round ${round} ${variant} billing (port ${p}): ${r.requests.average.toFixed(0)} req/s, p99 ${r.latency.p99} ms`);
       }
+      rps.with.push(sums.with);
+      rps.without.push(sums.without);
     }
     const withBilling = median(rps.with);
     const without = median(rps.without);

@@ -99,6 +99,8 @@ async function measure(runtime: DatabaseRuntime, size: number, ownerPw: string, 
        VALUES ($1, $2, 'bench', 'active', 'shared', 'primary', 'tenancy', 'tenant_data')`,
       [tenantId, `bench-${tenantId.slice(0, 8)}`],
     );
+    // A plan that includes the dedicated tier it is moved to.
+    await owner.query(`INSERT INTO control.organization_billing (tenant_id, plan_key, status) VALUES ($1, 'enterprise', 'active')`, [tenantId]);
     const seedStart = performance.now();
     await owner.query(`SET app.current_org_id = '${tenantId}'`);
     await owner.query(`INSERT INTO tenant_data.projects (id, name, description) SELECT gen_random_uuid(), 'project ' || i, repeat('x', 60) FROM generate_series(1, $1::int) i`, [projects]);

@@ -63,7 +63,7 @@ async function main(): Promise<void> {
   let app: ChildProcess | undefined;
   try {
     const port = await freePort();
-    app = await startApp(port, { ...env, NODE_ENV: 'test', TEST_ROUTES_ENABLED: 'true', DB_POOL_MAX: String(POOL) });
+    app = await startApp(port, { ...env, BENCH_SKIP_BILLING: 'false', NODE_ENV: 'test', TEST_ROUTES_ENABLED: 'true', DB_POOL_MAX: String(POOL) });
     const base = `http://127.0.0.1:${port}`;
 
     // Plans: the noisy tenant's with a cap, the quiet tenant's without one; neither rate-limited.

@@ -136,6 +136,8 @@ async function main(): Promise<void> {
          VALUES ($1, $2, $2, 'active', 'shared', 'primary', 'tenancy', 'tenant_data')`,
         [tenantId, `bench-org-${k}`],
       );
+      // No seat limit in the way of what is measured.
+      await db.query(`INSERT INTO control.organization_billing (tenant_id, plan_key, status) VALUES ($1, 'enterprise', 'active')`, [tenantId]);
       const org = await sdk.organizations.createOrganization({ name: `bench-org-${k}`, externalId: tenantId, domainData: [{ domain, state: 'verified' as never }] });
       await db.query(`INSERT INTO control.sso_links (tenant_id, workos_organization_id, role_mapping) VALUES ($1, $2, '{"Admins": "admin"}')`, [tenantId, org.id]);
       await db.query('INSERT INTO control.sso_domains (domain, tenant_id, verified) VALUES ($1, $2, true)', [domain, tenantId]);

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { tenantObjectName } from '../../libs/postgres/index.js';
 import type { HttpClient } from '../../libs/testing/index.js';
+import { TenantLimitCounters } from '../../src/tenancy/bulkhead.js';
 import { createTenant, TenantFixture } from '../support/factories.js';
 import { startTestApp, TestApp } from '../support/test-app.js';
 
@@ -68,6 +69,23 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await t?.close();
+});
+
+describe('GET /metrics: the per-tenant limits', () => {
+  it('reports rate-limit refusals by limit, read from the counters at scrape time', async () => {
+    const counters = t.app.get(TenantLimitCounters);
+    const before = parse((await t.http.get<string>('/metrics')).body);
+    counters.throttledUser += 2;
+    counters.throttledTenant += 3;
+    counters.bulkheadRejections += 1;
+    counters.statementTimeouts += 4;
+    const after = parse((await t.http.get<string>('/metrics')).body);
+    expect(value(after, 'tenancy_rate_limited_total', { limit: 'user' }) - value(before, 'tenancy_rate_limited_total', { limit: 'user' })).toBe(2);
+    expect(value(after, 'tenancy_rate_limited_total', { limit: 'tenant' }) - value(before, 'tenancy_rate_limited_total', { limit: 'tenant' })).toBe(3);
+    expect(value(after, 'tenancy_bulkhead_rejections_total') - value(before, 'tenancy_bulkhead_rejections_total')).toBe(1);
+    expect(value(after, 'tenancy_statement_timeouts_total') - value(before, 'tenancy_statement_timeouts_total')).toBe(4);
+    expect(after.some((s) => s.name === 'tenancy_bulkhead_active_slots')).toBe(true);
+  });
 });
 
 describe('GET /metrics', () => {
