@@ -136,6 +136,7 @@ export class AuditService {
         context.request?.ip ?? null,
         context.request?.userAgent ?? null,
       ],
+      'audit_log_insert',
     );
     this.sealer.schedule(context.access.route.id, context.access.route.placement);
   }

@@ -36,7 +36,7 @@ function corkForThisTurn(client: pg.PoolClient): void {
 export class TenantSession {
   private ended = false;
   private prologue!: Promise<unknown>;
-  private readonly deferred: Array<{ sql: string; params: unknown[] }> = [];
+  private readonly deferred: Array<{ sql: string; params: unknown[]; name?: string }> = [];
 
   private constructor(
     readonly access: TenantAccess,
@@ -52,9 +52,9 @@ export class TenantSession {
    * A statement run just before COMMIT, pipelined with it, in this transaction: if it fails, the
    * whole transaction rolls back. Dropped if the transaction rolls back anyway.
    */
-  deferUntilCommit(sql: string, params: unknown[]): void {
+  deferUntilCommit(sql: string, params: unknown[], name?: string): void {
     if (this.access.readOnly) throw new Error('a read-only tenant transaction cannot defer a write');
-    this.deferred.push({ sql, params });
+    this.deferred.push({ sql, params, name });
   }
 
   static async begin(access: TenantAccess, lease: PoolLease<DataSource>): Promise<TenantSession> {
@@ -105,7 +105,7 @@ export class TenantSession {
         // Statements deferred to the end (audit entries) travel in the same write as the COMMIT:
         // whatever they lock is held for no round trip of its own.
         corkForThisTurn(client);
-        const deferred = this.deferred.map((d) => client.query(d.sql, d.params));
+        const deferred = this.deferred.map((d) => client.query({ name: d.name, text: d.sql, values: d.params }));
         deferred.forEach((q) => q.catch(() => undefined));
         // COMMIT of a transaction a caught error had aborted answers ROLLBACK, not an error.
         const { command } = await client.query('COMMIT');

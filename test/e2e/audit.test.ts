@@ -343,3 +343,34 @@ describe('audit_seal() from the app role', () => {
     }
   });
 });
+
+describe('one connection, many schemas', () => {
+  // The audit insert is a named prepared statement (parsed once per connection). PostgreSQL
+  // re-parses it when search_path changes, so a schema tenant's entry must land in its own schema
+  // even on a connection that last served another schema tenant: with one connection in the pool,
+  // every request below reuses it.
+  let single: TestApp;
+  afterAll(async () => {
+    await single?.close();
+  });
+
+  it('writes each schema tenant\'s entries into its own log when one pooled connection serves them in turn', async () => {
+    single = await startTestApp({ env: { DB_POOL_MAX: '1', LIFECYCLE_SWEEP_INTERVAL_MS: '0' } });
+    const [x, y] = [await createTenant(single, { tier: 'schema' }), await createTenant(single, { tier: 'schema' })];
+    const made: Record<string, string[]> = { [x.slug]: [], [y.slug]: [] };
+    for (let i = 0; i < 6; i++) {
+      for (const tenant of [x, y, x]) {
+        const res = await tenant.owner.post(`/orgs/${tenant.slug}/projects`, { name: `p${i}` });
+        expect(res.status).toBe(201);
+        made[tenant.slug].push(res.body.id);
+      }
+    }
+    for (const tenant of [x, y]) {
+      const entries = await withSuperuser(single.harness, single.harness.primaryPort, single.database, async (c) =>
+        (await c.query(`SELECT organization_id, target_id FROM "${tenantObjectName(tenant.id)}".audit_log WHERE action = 'project.created'`)).rows,
+      );
+      expect(entries.map((e) => e.organization_id).every((o) => o === tenant.id)).toBe(true);
+      expect(entries.map((e) => e.target_id).sort()).toEqual([...made[tenant.slug]].sort());
+    }
+  });
+});
