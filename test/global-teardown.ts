@@ -1,6 +1,7 @@
-import type { EmbeddedCluster } from '../libs/postgres/index.js';
+import { StartedHarness, stopHarness } from '../libs/testing/index.js';
 
+/** Stops the run's PostgreSQL servers and removes their data folder. */
 export default async function globalTeardown(): Promise<void> {
-  const clusters = (globalThis as { __tenancyClusters?: EmbeddedCluster[] }).__tenancyClusters ?? [];
-  await Promise.all(clusters.map((c) => c.stop()));
+  const harness = (globalThis as { __tenancyHarness?: StartedHarness }).__tenancyHarness;
+  if (harness) await stopHarness(harness);
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -41,6 +41,8 @@ export function harnessInfo(): HarnessInfo {
 export interface StartedHarness {
   info: HarnessInfo;
   clusters: EmbeddedCluster[];
+  /** The temporary folder holding both servers' data: removed by stopHarness. */
+  root: string;
 }
 
 /**
@@ -82,7 +84,13 @@ export async function startHarness(migrate: (owner: pg.Client) => Promise<void>)
   } finally {
     await owner.end();
   }
-  return { info, clusters };
+  return { info, clusters, root };
+}
+
+/** Stops both servers and removes their data (each run's servers hold a gigabyte or so by the end). */
+export async function stopHarness(h: Pick<StartedHarness, 'clusters' | 'root'>): Promise<void> {
+  await Promise.all(h.clusters.map((c) => c.stop()));
+  rmSync(h.root, { recursive: true, force: true });
 }
 
 export async function withSuperuser<T>(info: HarnessInfo, port: number, database: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
