@@ -113,3 +113,39 @@ export async function startBenchServer(name: string): Promise<BenchServer> {
     },
   };
 }
+
+/** One app process of a variant under measurement, and how to load it for a number of seconds. */
+export interface MeasuredApp<V extends string> {
+  variant: V;
+  port: number;
+  run(durationSeconds: number): Promise<{ requests: { average: number }; latency: { p99: number }; non2xx: number; errors: number }>;
+}
+
+/**
+ * Measures apps in turns, the order rotating every round, after a warm-up of each; returns each
+ * variant's requests per second per round (the mean of its apps in that round). Give every variant
+ * two apps, started interleaved (A, B, B, A): two identical apps measured 4% apart by start order
+ * (BENCHMARKS.md), and with each variant in both positions that bias cancels.
+ */
+export async function measureInTurns<V extends string>(
+  apps: Array<MeasuredApp<V>>,
+  opts: { rounds: number; durationSeconds: number; warmupSeconds: number; unit: string },
+  log: (msg: string) => void,
+): Promise<Record<V, number[]>> {
+  for (const a of apps) await a.run(opts.warmupSeconds);
+  const count = new Map<V, number>();
+  for (const a of apps) count.set(a.variant, (count.get(a.variant) ?? 0) + 1);
+  const perRound = Object.fromEntries([...count.keys()].map((v) => [v, [] as number[]])) as Record<V, number[]>;
+  for (let round = 1; round <= opts.rounds; round++) {
+    const sums = new Map<V, number>();
+    for (let i = 0; i < apps.length; i++) {
+      const a = apps[(i + round) % apps.length];
+      const r = await a.run(opts.durationSeconds);
+      if (r.non2xx || r.errors) throw new Error(`${a.variant} (port ${a.port}): ${r.non2xx} non-2xx, ${r.errors} errors`);
+      sums.set(a.variant, (sums.get(a.variant) ?? 0) + r.requests.average / count.get(a.variant)!);
+      log(`round ${round} ${a.variant} (port ${a.port}): ${r.requests.average.toFixed(0)} ${opts.unit}, p99 ${r.latency.p99} ms`);
+    }
+    for (const [v, sum] of sums) perRound[v].push(sum);
+  }
+  return perRound;
+}

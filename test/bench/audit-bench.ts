@@ -1,11 +1,11 @@
 /**
  * npm run bench:audit — what the tenant audit log costs a write, and how fast a long chain verifies.
  *
- * Starts a throw-away embedded PostgreSQL server and two copies of the real app on it (child
- * processes, production mode): one as shipped (each write also appends a hash-chained audit entry
- * in its transaction) and one with BENCH_SKIP_AUDIT. Both take "POST /orgs/:slug/projects" for a
- * shared tenant of their own; autocannon measures them in turns (A B, B A, ...), and the ratio of
- * the medians is the result (target ≥ 0.85). Then BENCH_AUDIT_ENTRIES (1,000,000) entries are
+ * Starts a throw-away embedded PostgreSQL server and four copies of the real app on it (child
+ * processes, production mode), two as shipped (each write also appends a hash-chained audit entry
+ * in its transaction) and two with BENCH_SKIP_AUDIT, started interleaved. Each variant takes
+ * "POST /orgs/:slug/projects" for a shared tenant of its own; autocannon measures the apps in turns
+ * (measureInTurns), and the ratio of the medians is the result (target ≥ 0.85). Then BENCH_AUDIT_ENTRIES (1,000,000) entries are
  * appended to one tenant's log by SQL, sealed onto its chain by one audit_seal() call (timed), and
  * GET /audit/verify recomputes the whole chain: entries per second, and the app's RSS before and during (the chain
  * is recomputed by one streaming window query in PostgreSQL; the app only receives the verdict).
@@ -15,7 +15,7 @@ import autocannon from 'autocannon';
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { freePort, HttpClient } from '../../libs/testing/index.js';
-import { mintSession, startApp, startBenchServer, stopApp } from './app-process.js';
+import { measureInTurns, mintSession, startApp, startBenchServer, stopApp } from './app-process.js';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
@@ -30,9 +30,11 @@ async function main(): Promise<void> {
   const { env, secret, db } = server;
   const apps: ChildProcess[] = [];
   try {
-    const [portA, portB] = [await freePort(), await freePort()];
-    apps.push(await startApp(portA, env));
-    apps.push(await startApp(portB, { ...env, BENCH_SKIP_AUDIT: 'true' }));
+    // Two apps per variant, started interleaved: see measureInTurns.
+    const [portA, portB, portB2, portA2] = [await freePort(), await freePort(), await freePort(), await freePort()];
+    for (const [port, e] of [[portA, env], [portB, { ...env, BENCH_SKIP_AUDIT: 'true' }], [portB2, { ...env, BENCH_SKIP_AUDIT: 'true' }], [portA2, env]] as const) {
+      apps.push(await startApp(port, e));
+    }
 
     const userId = async (email: string) =>
       (await db.query<{ id: string }>(`INSERT INTO control.users (id, email) VALUES (gen_random_uuid(), $1) ON CONFLICT ((lower(email))) DO UPDATE SET email = EXCLUDED.email RETURNING id`, [email])).rows[0].id;
@@ -55,17 +57,15 @@ async function main(): Promise<void> {
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
         body: JSON.stringify({ name: 'benchmark project' }),
       });
-    const variants = [['with', portA], ['without', portB]] as const;
-    for (const [variant, p] of variants) await run(p, tenants[variant].slug, 2);
-    const rps: Record<'with' | 'without', number[]> = { with: [], without: [] };
-    for (let round = 1; round <= ROUNDS; round++) {
-      for (const [variant, p] of round % 2 ? variants : [...variants].reverse()) {
-        const r = await run(p, tenants[variant].slug, DURATION);
-        if (r.non2xx || r.errors) throw new Error(`${variant}: ${r.non2xx} non-2xx, ${r.errors} errors`);
-        rps[variant].push(r.requests.average);
-        log(`round ${round} ${variant} auditing: ${r.requests.average.toFixed(0)} writes/s, p99 ${r.latency.p99} ms`);
-      }
-    }
+    const rps = await measureInTurns(
+      ([['with', portA], ['without', portB], ['without', portB2], ['with', portA2]] as const).map(([variant, port]) => ({
+        variant,
+        port,
+        run: (d: number) => run(port, tenants[variant].slug, d),
+      })),
+      { rounds: ROUNDS, durationSeconds: DURATION, warmupSeconds: 2, unit: 'writes/s' },
+      log,
+    );
     const audited = await db.query<{ n: string }>(`SELECT count(*) AS n FROM tenant_data.audit_log WHERE organization_id = $1`, [tenants.with.id]);
     const unaudited = await db.query<{ n: string }>(`SELECT count(*) AS n FROM tenant_data.audit_log WHERE organization_id = $1`, [tenants.without.id]);
     log(`audit entries: ${audited.rows[0].n} with auditing, ${unaudited.rows[0].n} without`);

@@ -20,7 +20,7 @@
 import autocannon from 'autocannon';
 import type { ChildProcess } from 'node:child_process';
 import { freePort, HttpClient } from '../../libs/testing/index.js';
-import { mintSession, startApp, startBenchServer, stopApp } from './app-process.js';
+import { measureInTurns, mintSession, startApp, startBenchServer, stopApp } from './app-process.js';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -73,25 +73,11 @@ async function main(): Promise<void> {
     const path = '/orgs/bench-billing/projects?limit=20';
     const run = (p: number, duration: number) =>
       autocannon({ url: `http://127.0.0.1:${p}${path}`, connections: CONNECTIONS, duration, headers: { authorization: `Bearer ${token}` } });
-    const variants = [['with', portA], ['without', portB1], ['without', portB2], ['with', portA2]] as const;
-    for (const [variant, p] of variants) {
-      await run(p, 3);
-      log(`warmed up ${variant} (port ${p})`);
-    }
-    const rps: Record<'with' | 'without', number[]> = { with: [], without: [] };
-    for (let round = 1; round <= ROUNDS; round++) {
-      // The order rotates: no app always runs on a machine another has just warmed.
-      const order = variants.map((_, i) => variants[(i + round) % variants.length]);
-      const sums = { with: 0, without: 0 };
-      for (const [variant, p] of order) {
-        const r = await run(p, DURATION);
-        if (r.non2xx || r.errors) throw new Error(`${variant}: ${r.non2xx} non-2xx, ${r.errors} errors`);
-        sums[variant] += r.requests.average / 2;
-        log(`round ${round} ${variant} billing (port ${p}): ${r.requests.average.toFixed(0)} req/s, p99 ${r.latency.p99} ms`);
-      }
-      rps.with.push(sums.with);
-      rps.without.push(sums.without);
-    }
+    const rps = await measureInTurns(
+      ([['with', portA], ['without', portB1], ['without', portB2], ['with', portA2]] as const).map(([variant, port]) => ({ variant, port, run: (d: number) => run(port, d) })),
+      { rounds: ROUNDS, durationSeconds: DURATION, warmupSeconds: 3, unit: 'req/s' },
+      log,
+    );
     const withBilling = median(rps.with);
     const without = median(rps.without);
     process.stdout.write(
