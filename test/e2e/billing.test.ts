@@ -3,9 +3,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import Stripe from 'stripe';
-import { HttpClient, ownerUrl, withSuperuser } from '../../libs/testing/index.js';
+import { HttpClient, withSuperuser } from '../../libs/testing/index.js';
 import { platformEventsOf } from '../../src/lifecycle/platform-audit.js';
 import type { Role } from '../../src/tenancy/tenant-route.js';
 import { cliEnv, CliRun, runCli, tableRows } from '../support/cli-runner.js';
@@ -36,15 +35,7 @@ afterAll(async () => {
   if (cwd) rmSync(cwd, { recursive: true, force: true });
 });
 
-async function owner<T = Record<string, any>>(sql: string, params: unknown[] = []): Promise<T[]> {
-  const c = new pg.Client({ connectionString: ownerUrl(t.harness, t.harness.primaryPort, t.database) });
-  await c.connect();
-  try {
-    return (await c.query(sql, params)).rows as T[];
-  } finally {
-    await c.end();
-  }
-}
+const owner = <T = Record<string, any>>(sql: string, params: unknown[] = []) => t.ownerQuery<T>(sql, params);
 
 async function billingRow(tenantId: string): Promise<Record<string, any>> {
   const [row] = await owner('SELECT * FROM control.organization_billing WHERE tenant_id = $1', [tenantId]);

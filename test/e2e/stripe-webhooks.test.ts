@@ -1,8 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes, randomUUID } from 'node:crypto';
-import pg from 'pg';
 import Stripe from 'stripe';
-import { ownerUrl } from '../../libs/testing/index.js';
 import { platformEventsOf } from '../../src/lifecycle/platform-audit.js';
 import type { Tier } from '../../src/tenancy/tenant-route.js';
 import { createTenant, TenantFixture } from '../support/factories.js';
@@ -25,15 +23,7 @@ afterAll(async () => {
   await t?.close();
 });
 
-async function owner<T = Record<string, any>>(sql: string, params: unknown[] = []): Promise<T[]> {
-  const c = new pg.Client({ connectionString: ownerUrl(t.harness, t.harness.primaryPort, t.database) });
-  await c.connect();
-  try {
-    return (await c.query(sql, params)).rows as T[];
-  } finally {
-    await c.end();
-  }
-}
+const owner = <T = Record<string, any>>(sql: string, params: unknown[] = []) => t.ownerQuery<T>(sql, params);
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 const rid = (prefix: string) => `${prefix}_${randomBytes(10).toString('hex')}`;

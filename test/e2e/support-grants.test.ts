@@ -2,11 +2,10 @@ import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { Controller, HttpCode, Module, Post } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
-import pg from 'pg';
 import { v7 as uuidv7 } from 'uuid';
 import { loadConfig } from '../../config/configuration.js';
 import { quoteIdent } from '../../libs/postgres/index.js';
-import { HttpClient, ownerUrl, withSuperuser } from '../../libs/testing/index.js';
+import { HttpClient, withSuperuser } from '../../libs/testing/index.js';
 import { AppModule } from '../../src/app.module.js';
 import { AuthService } from '../../src/auth/auth.service.js';
 import { platformEventsOf } from '../../src/lifecycle/platform-audit.js';
@@ -94,15 +93,7 @@ afterAll(async () => {
   await t?.close();
 });
 
-async function owner<T = Record<string, any>>(sql: string, params: unknown[] = []): Promise<T[]> {
-  const c = new pg.Client({ connectionString: ownerUrl(t.harness, t.harness.primaryPort, t.database) });
-  await c.connect();
-  try {
-    return (await c.query(sql, params)).rows as T[];
-  } finally {
-    await c.end();
-  }
-}
+const owner = <T = Record<string, any>>(sql: string, params: unknown[] = []) => t.ownerQuery<T>(sql, params);
 
 function onProbe(client: HttpClient): HttpClient {
   return new HttpClient(probe.url, client.token);

@@ -1,5 +1,6 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import { AppConfig, loadConfig } from '../../config/configuration.js';
 import { cloneTemplate, harnessInfo, HarnessInfo, HttpClient, ownerUrl } from '../../libs/testing/index.js';
 import { createApp } from '../../src/app.js';
@@ -19,6 +20,8 @@ export interface TestApp {
   /** A client signed in as this email (development login). */
   login(email: string): Promise<HttpClient>;
   admin(): Promise<HttpClient>;
+  /** Rows of one statement run as the platform's owner role on this app's control database (outside RLS). */
+  ownerQuery<T = Record<string, any>>(sql: string, params?: unknown[]): Promise<T[]>;
   pools(): TenantPools;
   close(): Promise<void>;
 }
@@ -70,6 +73,15 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     http,
     login,
     admin: () => login(PLATFORM_ADMIN),
+    ownerQuery: async <T,>(sql: string, params: unknown[] = []) => {
+      const c = new pg.Client({ connectionString: ownerUrl(harness, harness.primaryPort, database) });
+      await c.connect();
+      try {
+        return (await c.query(sql, params)).rows as T[];
+      } finally {
+        await c.end();
+      }
+    },
     pools: () => app.get(TenantPools),
     close: async () => {
       await app.close();
