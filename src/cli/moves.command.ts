@@ -164,7 +164,8 @@ Examples:
         const tenantId = await tenantIdOf(runtime, slug);
         if (opts.ignorePlan) note(`--ignore-plan: the plan of '${slug}' is not checked`);
         else await assertPlanTier(runtime, tenantId, slug, opts.to);
-        const move = await engine.create(tenantId, { tier: opts.to, server: opts.server }, operatorActor());
+        // An override is on the record: the move's platform audit entry says the plan was not checked.
+        const move = await engine.create(tenantId, { tier: opts.to, server: opts.server }, operatorActor(), opts.ignorePlan ? { planChecked: false } : {});
         note(`move ${move.id}: ${slug} from ${where(move, 'source')} to ${where(move, 'target')}`);
         report(await runWithProgress(engine, move.id));
       });

@@ -320,7 +320,8 @@ export class MoveEngine {
    * Records a move of a tenant to a tier (and server). A previous move still waiting for its
    * clean-up is cleaned up first: its source is dead since its flip.
    */
-  async create(tenantId: string, to: { tier: Tier; server?: string }, actor: Actor): Promise<MoveRecord> {
+  /** `note`: what the request's audit entry should also say (an operator's override of the plan's tiers, say). */
+  async create(tenantId: string, to: { tier: Tier; server?: string }, actor: Actor, note: Record<string, unknown> = {}): Promise<MoveRecord> {
     assertPlacementAllowed(this.runtime, to.tier, to.server);
     const waiting = await this.pool().query<{ id: string }>(
       `SELECT id FROM ${CONTROL_SCHEMA}.tenant_moves WHERE tenant_id = $1 AND phase = 'flipped'`,
@@ -358,7 +359,7 @@ export class MoveEngine {
          VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *`,
         [id, tenantId, source.tier, source.serverKey, source.database, source.schema, target.tier, target.serverKey, target.database, target.schema, `${actor.kind}:${actor.id ?? 'unknown'}`],
       );
-      await this.audit(c, actor, 'tenant.move_requested', { id, tenantId }, { from: source, to: target });
+      await this.audit(c, actor, 'tenant.move_requested', { id, tenantId }, { ...note, from: source, to: target });
       return toRecord(rows[0]);
     });
   }

@@ -143,6 +143,10 @@ describe('tenants move and moves, from the CLI', () => {
     expect(overridden.code).toBe(0);
     expect(overridden.stderr).toMatch(/moved: now schema \S+ on primary/);
     expect(await control('SELECT tier FROM control.tenants WHERE id = $1', [tenant.id])).toEqual([{ tier: 'schema' }]);
+    // The override is on the record.
+    expect(
+      await control(`SELECT metadata->'planChecked' AS checked FROM control.platform_audit_log WHERE tenant_id = $1 AND action = 'tenant.move_requested'`, [tenant.id]),
+    ).toEqual([{ checked: false }]);
   });
 });
 
