@@ -1,4 +1,4 @@
-import type { Tier } from '../tenancy/tenant-route.js';
+import { TIERS, type Tier } from '../tenancy/tenant-route.js';
 import type { Queryable } from '../tenancy/tenant-directory.service.js';
 import { BillingError } from './billing.errors.js';
 
@@ -39,4 +39,29 @@ export async function assignPlan(q: Queryable, tenantId: string, tier: Tier, cho
     [tenantId, key, choice.trialDays],
   );
   return key;
+}
+
+/**
+ * Refuses (PLAN_TIER_NOT_ALLOWED) a tier the tenant's plan does not include: its plan, or the
+ * cheapest plan when it has no billing row (as Entitlements applies). Run by the move engine in
+ * the transaction that holds the tenant's row, for the API and the CLI alike.
+ */
+export async function assertPlanIncludesTier(q: Queryable, tenantId: string, tier: Tier): Promise<void> {
+  const rows = await q.query<Array<{ plan: string; feature: string | null }>>(
+    `WITH plan AS (
+       SELECT coalesce((SELECT plan_key FROM control.organization_billing WHERE tenant_id = $1),
+                       (SELECT key FROM control.plans ORDER BY rank LIMIT 1)) AS key)
+     SELECT plan.key AS plan, f.feature FROM plan
+       LEFT JOIN control.plan_features f ON f.plan_key = plan.key AND f.kind = 'flag' AND f.enabled`,
+    [tenantId],
+  );
+  const plan = rows[0]?.plan;
+  if (!plan) return; // no plans at all: nothing to check against
+  const allowed = TIERS.filter((t) => rows.some((r) => r.feature === `tier_${t}`));
+  if (allowed.includes(tier)) return;
+  throw new BillingError(
+    'PLAN_TIER_NOT_ALLOWED',
+    `the ${plan} plan does not include the ${tier} tier (it includes: ${allowed.join(', ') || 'none'}); upgrade the plan first`,
+    'tier',
+  );
 }

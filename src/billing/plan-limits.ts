@@ -2,11 +2,9 @@ import { Injectable } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import type { AppConfig } from '../../config/configuration.js';
 import type { Queryable } from '../tenancy/tenant-directory.service.js';
-import { TenantPools } from '../tenancy/tenant-pools.service.js';
-import { TIERS, type Tier } from '../tenancy/tenant-route.js';
 import { BillingError } from './billing.errors.js';
 import { Entitlements } from './entitlements.service.js';
-import { LimitFeature, Plan, tierFeature } from './features.js';
+import { LimitFeature, Plan } from './features.js';
 
 /** The plan limits that cap how many of something a tenant may create. */
 export type CountedFeature = Extract<LimitFeature, 'projects' | 'tasks_per_project' | 'seats'>;
@@ -33,8 +31,8 @@ export function limitReached(plan: Plan, feature: CountedFeature, limit: number,
 }
 
 /**
- * The plan's caps on what a tenant creates (projects, tasks per project, seats) and on the tiers
- * it may live in. A cap is checked in the transaction that creates the thing, under a
+ * The plan's caps on what a tenant creates (projects, tasks per project, seats); the tiers it may
+ * live in are checked by the move engine (assertPlanIncludesTier). A cap is checked in the transaction that creates the thing, under a
  * transaction-scoped advisory lock keyed on the tenant (and project), taken before counting: two
  * creators of the same tenant serialise, so the count one sees includes every row the other
  * committed, and a limit is never overshot. Unlimited features take no lock and count nothing.
@@ -47,7 +45,6 @@ export class PlanLimits {
 
   constructor(
     private readonly entitlements: Entitlements,
-    private readonly pools: TenantPools,
     config: ConfigService<AppConfig, true>,
   ) {
     this.skip = config.get('benchSkipBilling', { infer: true });
@@ -84,18 +81,6 @@ export class PlanLimits {
       const withNew = await this.members(m, tenantId);
       if (withNew > limit) throw limitReached(plan, 'seats', limit, withNew - 1);
     };
-  }
-
-  /** Refuses (PLAN_TIER_NOT_ALLOWED) a placement tier the tenant's plan does not include. */
-  async assertTier(tenantId: string, tier: Tier): Promise<void> {
-    const plan = await this.planOf(tenantId);
-    if (!plan || plan.flags[tierFeature(tier)]) return;
-    const allowed = TIERS.filter((t) => plan.flags[tierFeature(t)]);
-    throw new BillingError(
-      'PLAN_TIER_NOT_ALLOWED',
-      `the ${plan.key} plan does not include the ${tier} tier (it includes: ${allowed.join(', ') || 'none'}); upgrade the plan first`,
-      'tier',
-    );
   }
 
   private async planOf(tenantId: string): Promise<Plan | null> {

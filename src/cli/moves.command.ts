@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { isUuid } from '../../libs/postgres/index.js';
-import { tierFeature } from '../billing/features.js';
+import { BillingError } from '../billing/billing.errors.js';
 import { operatorActor } from '../lifecycle/actor.js';
 import { describePlacement, isBeforeFlip, MoveEngine, MoveRecord } from '../lifecycle/move-engine.js';
 import { CONTROL_SCHEMA, DatabaseRuntime, withOwner } from '../tenancy/placements.js';
@@ -32,34 +32,6 @@ async function tenantIdOf(runtime: DatabaseRuntime, slug: string): Promise<strin
   ).catch(explainMissingControlPlane);
   if (!rows.length) throw new CliFailure(`no tenant has the slug '${slug}' (see: npm run cli -- tenants list)`);
   return rows[0].id;
-}
-
-/**
- * The plan's tier check of POST /tenants/{id}/move (PlanLimits.assertTier), in plain SQL: the
- * tenant's plan (the cheapest one when it has no billing row, as the app does) and the tiers it
- * includes.
- */
-async function assertPlanTier(runtime: DatabaseRuntime, tenantId: string, slug: string, tier: Tier): Promise<void> {
-  const rows = await withOwner(runtime.primary, runtime.primary.database, async (c) =>
-    (
-      await c.query<{ plan: string; feature: string | null }>(
-        `WITH plan AS (
-           SELECT coalesce((SELECT plan_key FROM ${CONTROL_SCHEMA}.organization_billing WHERE tenant_id = $1),
-                           (SELECT key FROM ${CONTROL_SCHEMA}.plans ORDER BY rank LIMIT 1)) AS key)
-         SELECT plan.key AS plan, f.feature FROM plan
-           LEFT JOIN ${CONTROL_SCHEMA}.plan_features f ON f.plan_key = plan.key AND f.kind = 'flag' AND f.enabled`,
-        [tenantId],
-      )
-    ).rows,
-  ).catch(explainMissingControlPlane);
-  const plan = rows[0]?.plan;
-  if (!plan) return; // no plans at all: nothing to check against
-  const allowed = TIERS.filter((t) => rows.some((r) => r.feature === tierFeature(t)));
-  if (allowed.includes(tier)) return;
-  throw new CliFailure(
-    `PLAN_TIER_NOT_ALLOWED: the ${plan} plan of '${slug}' does not include the ${tier} tier (it includes: ${allowed.join(', ') || 'none'}); ` +
-      `change the plan first (npm run cli -- billing set-plan ${slug} <plan>), or pass --ignore-plan to move it anyway`,
-  );
 }
 
 function moveId(value: string): string {
@@ -162,10 +134,15 @@ Examples:
     .action(async (slug: string, opts: { to: Tier; server?: string; ignorePlan?: boolean }) => {
       await withEngine(async (engine, runtime) => {
         const tenantId = await tenantIdOf(runtime, slug);
-        if (opts.ignorePlan) note(`--ignore-plan: the plan of '${slug}' is not checked`);
-        else await assertPlanTier(runtime, tenantId, slug, opts.to);
-        // An override is on the record: the move's platform audit entry says the plan was not checked.
-        const move = await engine.create(tenantId, { tier: opts.to, server: opts.server }, operatorActor(), opts.ignorePlan ? { planChecked: false } : {});
+        if (opts.ignorePlan) note(`--ignore-plan: the plan of '${slug}' is not checked (the move's audit entry says so)`);
+        const move = await engine
+          .create(tenantId, { tier: opts.to, server: opts.server }, operatorActor(), { ignorePlan: opts.ignorePlan })
+          .catch((err: unknown) => {
+            if (err instanceof BillingError && err.code === 'PLAN_TIER_NOT_ALLOWED') {
+              note(`(change the plan: npm run cli -- billing set-plan ${slug} <plan>; or pass --ignore-plan to move it anyway)`);
+            }
+            throw err;
+          });
         note(`move ${move.id}: ${slug} from ${where(move, 'source')} to ${where(move, 'target')}`);
         report(await runWithProgress(engine, move.id));
       });

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { v7 as uuidv7 } from 'uuid';
 import { quoteIdent, uuidLiteral } from '../../libs/postgres/index.js';
+import { assertPlanIncludesTier } from '../billing/plan-assignment.js';
 import { assertPlacementAllowed, CONTROL_SCHEMA, DatabaseRuntime, dropPlacement, placementFor, preparePlacement, serverOf } from '../tenancy/placements.js';
 import type { Placement, TenantStatus, Tier } from '../tenancy/tenant-route.js';
 import { TenancyError } from '../tenancy/tenancy.errors.js';
@@ -317,11 +318,11 @@ export class MoveEngine {
   }
 
   /**
-   * Records a move of a tenant to a tier (and server). A previous move still waiting for its
-   * clean-up is cleaned up first: its source is dead since its flip.
+   * Records a move of a tenant to a tier (and server), if the tenant's plan includes that tier
+   * (`ignorePlan`: an operator's override, said in the move's audit entry). A previous move still
+   * waiting for its clean-up is cleaned up first: its source is dead since its flip.
    */
-  /** `note`: what the request's audit entry should also say (an operator's override of the plan's tiers, say). */
-  async create(tenantId: string, to: { tier: Tier; server?: string }, actor: Actor, note: Record<string, unknown> = {}): Promise<MoveRecord> {
+  async create(tenantId: string, to: { tier: Tier; server?: string }, actor: Actor, opts: { ignorePlan?: boolean } = {}): Promise<MoveRecord> {
     assertPlacementAllowed(this.runtime, to.tier, to.server);
     const waiting = await this.pool().query<{ id: string }>(
       `SELECT id FROM ${CONTROL_SCHEMA}.tenant_moves WHERE tenant_id = $1 AND phase = 'flipped'`,
@@ -339,6 +340,7 @@ export class MoveEngine {
       if (tenant.status !== 'active' && tenant.status !== 'suspended') {
         throw new LifecycleError('TENANT_STATE_CONFLICT', `tenant '${tenant.slug}' is ${tenant.status}; only active or suspended tenants can be moved`);
       }
+      if (!opts.ignorePlan) await assertPlanIncludesTier({ query: async (sql, params) => (await c.query(sql, params)).rows as never }, tenantId, to.tier);
       const source: Placement = { tier: tenant.tier, serverKey: tenant.server_key, database: tenant.database_name, schema: tenant.schema_name };
       const target = placementFor(this.runtime, tenantId, to.tier, to.server);
       if (samePlacement(source, target)) {
@@ -359,7 +361,7 @@ export class MoveEngine {
          VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *`,
         [id, tenantId, source.tier, source.serverKey, source.database, source.schema, target.tier, target.serverKey, target.database, target.schema, `${actor.kind}:${actor.id ?? 'unknown'}`],
       );
-      await this.audit(c, actor, 'tenant.move_requested', { id, tenantId }, { ...note, from: source, to: target });
+      await this.audit(c, actor, 'tenant.move_requested', { id, tenantId }, { from: source, to: target, ...(opts.ignorePlan ? { planChecked: false } : {}) });
       return toRecord(rows[0]);
     });
   }

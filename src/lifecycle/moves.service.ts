@@ -1,7 +1,6 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import type { AppConfig } from '../../config/configuration.js';
-import { PlanLimits } from '../billing/plan-limits.js';
 import { DATABASE_RUNTIME, DatabaseRuntime } from '../tenancy/placements.js';
 import { RoutingTable } from '../tenancy/routing-table.service.js';
 import { TenantDirectory } from '../tenancy/tenant-directory.service.js';
@@ -29,7 +28,6 @@ export class MovesService implements OnApplicationShutdown {
     config: ConfigService<AppConfig, true>,
     private readonly routing: RoutingTable,
     private readonly directory: TenantDirectory,
-    private readonly limits: PlanLimits,
   ) {
     const lifecycle = config.get('lifecycle', { infer: true });
     this.engine = new MoveEngine(runtime, {
@@ -47,8 +45,6 @@ export class MovesService implements OnApplicationShutdown {
   }
 
   async start(tenantId: string, to: { tier: Tier; server?: string }, actor: Actor): Promise<MoveRecord> {
-    // Before anything starts; an unknown tenant is left to the engine's own 404.
-    if (await this.directory.findTenant(tenantId)) await this.limits.assertTier(tenantId, to.tier);
     const move = await this.engine.create(tenantId, to, actor);
     this.launch(move);
     return move;
