@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import { v7 as uuidv7 } from 'uuid';
 import type { AppConfig } from '../../config/configuration.js';
+import { NotifiedCache } from '../tenancy/notified-cache.js';
 import { RoutingTable } from '../tenancy/routing-table.service.js';
 import type { Queryable } from '../tenancy/tenant-directory.service.js';
 import { TenantPools } from '../tenancy/tenant-pools.service.js';
@@ -10,12 +11,10 @@ const MAX_CACHED = 200_000;
 
 export type SessionMethod = 'dev' | 'sso';
 
-interface CachedSession {
-  userId: string;
-  expiresAt: number;
-  revoked: boolean;
-  at: number;
-}
+/** A session as cached: null when there is no such session. */
+type CachedSession = { userId: string; expiresAt: number; revoked: boolean } | null;
+
+const usable = (s: CachedSession, userId: string) => s !== null && !s.revoked && s.userId === userId && s.expiresAt > Date.now();
 
 interface SessionRow {
   user_id: string;
@@ -32,19 +31,20 @@ interface SessionRow {
  */
 @Injectable()
 export class SessionStore {
-  private readonly cache = new Map<string, CachedSession>();
-  private readonly ttlMs: number;
-  private generation = 0;
+  private readonly cache: NotifiedCache<CachedSession>;
 
   constructor(
     private readonly pools: TenantPools,
-    private readonly routing: RoutingTable,
+    routing: RoutingTable,
     config: ConfigService<AppConfig, true>,
   ) {
-    this.ttlMs = config.get('routingCacheTtlMs', { infer: true });
+    this.cache = new NotifiedCache((id) => this.read(id), {
+      ttlMs: config.get('routingCacheTtlMs', { infer: true }),
+      isListening: () => routing.isListening(),
+      maxEntries: MAX_CACHED,
+    });
     routing.subscribe('session', (msg) => {
-      this.generation++;
-      if (msg && typeof msg.sessionId === 'string') this.cache.delete(msg.sessionId);
+      if (msg && typeof msg.sessionId === 'string') this.cache.forget(msg.sessionId);
       else this.cache.clear();
     });
   }
@@ -62,23 +62,8 @@ export class SessionStore {
 
   /** Whether a session is usable by this user now: synchronous on a cache hit. */
   isActive(sessionId: string, userId: string): boolean | Promise<boolean> {
-    const now = Date.now();
-    const hit = this.cache.get(sessionId);
-    if (hit && now - hit.at < this.ttlMs) return !hit.revoked && hit.userId === userId && hit.expiresAt > now;
-    const generation = this.generation;
-    return this.pools
-      .control()
-      .query<SessionRow[]>('SELECT user_id, expires_at, revoked_at FROM control.sessions WHERE id = $1', [sessionId])
-      .then((rows) => {
-        if (!rows.length) return false;
-        const entry = { userId: rows[0].user_id, expiresAt: rows[0].expires_at.getTime(), revoked: rows[0].revoked_at !== null, at: now };
-        // A revocation announced while we were reading wins over what we read.
-        if (this.routing.isListening() && generation === this.generation) {
-          if (this.cache.size >= MAX_CACHED) this.cache.clear();
-          this.cache.set(sessionId, entry);
-        }
-        return !entry.revoked && entry.userId === userId && entry.expiresAt > Date.now();
-      });
+    const session = this.cache.get(sessionId);
+    return session instanceof Promise ? session.then((s) => usable(s, userId)) : usable(session, userId);
   }
 
   async revoke(sessionId: string, reason: string): Promise<boolean> {
@@ -120,8 +105,12 @@ export class SessionStore {
     return rows.length;
   }
 
+  private async read(sessionId: string): Promise<CachedSession> {
+    const rows = await this.pools.control().query<SessionRow[]>('SELECT user_id, expires_at, revoked_at FROM control.sessions WHERE id = $1', [sessionId]);
+    return rows.length ? { userId: rows[0].user_id, expiresAt: rows[0].expires_at.getTime(), revoked: rows[0].revoked_at !== null } : null;
+  }
+
   private forget(rows: Array<{ id: string }>): void {
-    this.generation++;
-    for (const r of rows) this.cache.delete(r.id);
+    for (const r of rows) this.cache.forget(r.id);
   }
 }

@@ -1,6 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import type { AppConfig } from '../../config/configuration.js';
+import { NotifiedCache } from '../tenancy/notified-cache.js';
 import { RoutingTable } from '../tenancy/routing-table.service.js';
 import { TenantPools } from '../tenancy/tenant-pools.service.js';
 import type { TenantLimits } from '../tenancy/tenant-route.js';
@@ -16,8 +17,6 @@ import {
   readOnlySince,
   toBillingState,
 } from './features.js';
-
-const MAX_CACHED = 100_000;
 
 /** What a tenant is entitled to right now: its billing state and its plan. */
 export interface Entitled {
@@ -50,9 +49,9 @@ export class Entitlements {
   private readonly logger = new Logger(Entitlements.name);
   private plans?: Map<string, { plan: Plan; limits: TenantLimits }>;
   private plansLoading?: Promise<Map<string, { plan: Plan; limits: TenantLimits }>>;
-  private readonly states = new Map<string, { value: Entitled; at: number }>();
-  private generation = 0;
-  private readonly ttlMs: number;
+  private readonly states: NotifiedCache<Entitled>;
+  /** Bumped when the catalogue changes: plans loaded before that are not kept. */
+  private plansGeneration = 0;
   private readonly graceDays: number;
 
   constructor(
@@ -60,14 +59,17 @@ export class Entitlements {
     private readonly routing: RoutingTable,
     config: ConfigService<AppConfig, true>,
   ) {
-    this.ttlMs = config.get('routingCacheTtlMs', { infer: true });
+    this.states = new NotifiedCache((tenantId) => this.load(tenantId), {
+      ttlMs: config.get('routingCacheTtlMs', { infer: true }),
+      isListening: () => routing.isListening(),
+    });
     this.graceDays = config.get('billing', { infer: true }).pastDueGraceDays;
     routing.subscribe('billing', (msg) => {
-      this.generation++;
       if (msg && typeof msg.tenantId === 'string') {
-        this.states.delete(msg.tenantId);
+        this.states.forget(msg.tenantId);
       } else {
         // The plan catalogue changed (or the listener was lost): everything is re-read.
+        this.plansGeneration++;
         this.plans = undefined;
         this.states.clear();
       }
@@ -76,15 +78,12 @@ export class Entitlements {
 
   /** The tenant's entitlements; synchronous on a cache hit. */
   of(tenantId: string): Entitled | Promise<Entitled> {
-    const hit = this.states.get(tenantId);
-    if (hit && Date.now() - hit.at < this.ttlMs) return hit.value;
-    return this.load(tenantId);
+    return this.states.get(tenantId);
   }
 
   /** Drops what is cached about a tenant (right after a local change, before NOTIFY arrives). */
   forget(tenantId: string): void {
-    this.generation++;
-    this.states.delete(tenantId);
+    this.states.forget(tenantId);
   }
 
   /** Every plan, cheapest first. */
@@ -98,8 +97,6 @@ export class Entitlements {
   }
 
   private async load(tenantId: string): Promise<Entitled> {
-    const generation = this.generation;
-    const at = Date.now();
     const [plans, rows] = await Promise.all([
       this.loadPlans(),
       this.pools.control().query<BillingRow[]>(`SELECT ${BILLING_COLUMNS} FROM control.organization_billing WHERE tenant_id = $1`, [tenantId]),
@@ -122,23 +119,18 @@ export class Entitlements {
         seats: null,
         providerCustomerId: null,
         providerSubscriptionId: null,
-        updatedAt: new Date(at),
+        updatedAt: new Date(),
       };
     }
     const entry = plans.get(state.planKey);
     if (!entry) throw new Error(`tenant ${tenantId} is on plan '${state.planKey}', which has no row in control.plans`);
-    const value: Entitled = { state, plan: entry.plan, limits: entry.limits, readOnlySince: readOnlySince(state, this.graceDays) };
-    if (this.routing.isListening() && generation === this.generation) {
-      if (this.states.size >= MAX_CACHED) this.states.clear();
-      this.states.set(tenantId, { value, at });
-    }
-    return value;
+    return { state, plan: entry.plan, limits: entry.limits, readOnlySince: readOnlySince(state, this.graceDays) };
   }
 
   private loadPlans(): Promise<Map<string, { plan: Plan; limits: TenantLimits }>> {
     if (this.plans) return Promise.resolve(this.plans);
     if (this.plansLoading) return this.plansLoading;
-    const generation = this.generation;
+    const generation = this.plansGeneration;
     const loading = this.pools
       .control()
       .query<PlanRow[]>(
@@ -166,7 +158,7 @@ export class Entitlements {
           limits.statementTimeoutMs = plan.limits.statement_timeout_ms;
           limits.maxConcurrent = plan.limits.concurrent_requests;
         }
-        if (this.routing.isListening() && generation === this.generation) this.plans = plans;
+        if (this.routing.isListening() && generation === this.plansGeneration) this.plans = plans;
         return plans;
       })
       .finally(() => {
