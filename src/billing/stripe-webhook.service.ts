@@ -78,7 +78,10 @@ const invalid = (why: string, field?: string) => new BillingError('BILLING_WEBHO
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const idOf = (v: unknown): string | undefined => (typeof v === 'string' ? v : isObject(v) && typeof v.id === 'string' ? v.id : undefined);
 const PROVIDER_ID = /^[\x21-\x7e]{1,255}$/;
-const at = (seconds: unknown): Date | undefined => (typeof seconds === 'number' && Number.isFinite(seconds) ? new Date(seconds * 1000) : undefined);
+/** Unix seconds as a date PostgreSQL can store (1970 to 9999); anything else is no date. */
+const at = (seconds: unknown): Date | undefined =>
+  typeof seconds === 'number' && Number.isFinite(seconds) && seconds >= 0 && seconds <= 253_402_300_799 ? new Date(seconds * 1000) : undefined;
+const MAX_SEATS = 2_147_483_647;
 const tenantIdIn = (metadata: unknown): string | undefined => {
   const v = isObject(metadata) ? metadata.tenant_id : undefined;
   return typeof v === 'string' && isUuid(v) ? v.toLowerCase() : undefined;
@@ -86,10 +89,14 @@ const tenantIdIn = (metadata: unknown): string | undefined => {
 
 function parseEvent(raw: unknown): ParsedEvent {
   if (!isObject(raw)) throw invalid('the body is not a Stripe event object');
+  // PostgreSQL text cannot hold NUL: refused here rather than failing at the insert.
+  if (JSON.stringify(raw).includes('\\u0000')) throw invalid('the event contains a NUL character');
   if (typeof raw.id !== 'string' || !PROVIDER_ID.test(raw.id)) throw invalid('the event needs an id (1-255 printable characters)', 'id');
   if (typeof raw.type !== 'string' || !raw.type || raw.type.length > 255) throw invalid('the event needs a type', 'type');
   const created = at(raw.created);
   if (!created || !Number.isInteger(raw.created)) throw invalid('the event needs its created time (Unix seconds)', 'created');
+  // A created time from the future would make every later event look out of order.
+  if (created.getTime() > Date.now() + 3_600_000) throw invalid('the event was created in the future', 'created');
   if (!isObject(raw.data) || !isObject(raw.data.object)) throw invalid('the event needs data.object', 'data.object');
   return { id: raw.id, type: raw.type, created, object: raw.data.object };
 }
@@ -107,7 +114,7 @@ function subscriptionFacts(o: Record<string, unknown>): SubscriptionFacts {
   for (const item of items) {
     const key = isObject(item.price) ? item.price.lookup_key : undefined;
     if (typeof key === 'string') planKeys.push(key);
-    if (seats === undefined && typeof item.quantity === 'number' && Number.isInteger(item.quantity) && item.quantity >= 0) seats = item.quantity;
+    if (seats === undefined && typeof item.quantity === 'number' && Number.isInteger(item.quantity) && item.quantity >= 0 && item.quantity <= MAX_SEATS) seats = item.quantity;
     // Since API version 2025-03-31 the period is the items'; the latest one ends the subscription's.
     const end = at(item.current_period_end);
     if (end && (!periodEnd || end > periodEnd)) periodEnd = end;

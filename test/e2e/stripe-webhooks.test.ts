@@ -250,6 +250,27 @@ describe('refused deliveries', () => {
     expect(await billingRow(tenant.id)).toMatchObject({ plan_key: 'pro', seats: 3 });
   });
 
+  it('values PostgreSQL could not store (a NUL, seats past an integer, dates out of range or from the future): 400, never a 500, nothing changed', async () => {
+    const tenant = await tenantOn('free');
+    const before = await snapshot();
+    const ok = { status: 'active', plan: 'pro', tenantId: tenant.id } as const;
+    const bodies: Array<Record<string, unknown>> = [
+      event('customer.subscription.updated\u0000x', subscription(ok)),
+      event('customer.subscription.updated', subscription({ ...ok, metadata: { plan: 'gold\u0000' } })),
+      event('customer.subscription.updated', subscription(ok), nowSeconds() + 10 * 365 * 86_400),
+    ];
+    for (const body of bodies) {
+      const res = await deliver(body);
+      expect(res.status).toBe(400);
+      expect(res.body).toMatchObject({ code: 'BILLING_WEBHOOK_INVALID' });
+    }
+    expect(await snapshot()).toEqual(before);
+    // Out-of-range numbers are not taken as values: no 500, and none of them is stored.
+    const res = await deliver(event('customer.subscription.updated', subscription({ ...ok, quantity: 2 ** 31, periodEnd: 1e15 })));
+    expect(res.status).toBe(200);
+    expect(await billingRow(tenant.id)).toMatchObject({ plan_key: 'pro', seats: null, current_period_end: null });
+  });
+
   it('503 BILLING_NOT_CONFIGURED, storing nothing, while STRIPE_WEBHOOK_SECRET is unset', async () => {
     const unconfigured = await startTestApp({ database: t.database, env: { JWT_SECRET: t.config.auth.jwtSecret!, LIFECYCLE_SWEEP_INTERVAL_MS: '0' } });
     try {
