@@ -63,16 +63,28 @@ const toRecord = (r: Row): AuditRecord => ({
   hash: r.hash,
 });
 
-/** One page of the tenant's audit log, newest first, filtered; `m` is the tenant transaction's manager. */
+/**
+ * One page of the tenant's audit log, newest first, filtered; `m` is the tenant transaction's
+ * manager. Entries waiting to be sealed come first (from the pending queue, a moment's writes),
+ * then sealed ones by sequence number, walking the chain's primary key backwards.
+ */
 export async function listAudit(m: EntityManager, q: AuditQuery): Promise<AuditRecord[]> {
+  const filters = `($1::text IS NULL OR a.actor_id = $1) AND ($2::text IS NULL OR a.actor_kind = $2) AND ($3::text IS NULL OR a.action = $3)
+        AND ($4::text IS NULL OR a.target_type = $4) AND ($5::text IS NULL OR a.target_id = $5)
+        AND ($6::timestamptz IS NULL OR a.created_at >= $6) AND ($7::timestamptz IS NULL OR a.created_at < $7)`;
+  const columns = 'a.id, a.actor_kind, a.actor_id, a.action, a.target_type, a.target_id, a.metadata, a.request_id, a.ip, a.user_agent, a.created_at';
   const rows = await m.query<Row[]>(
-    `SELECT id, seq, actor_kind, actor_id, action, target_type, target_id, metadata, request_id, ip, user_agent, created_at, encode(hash, 'hex') AS hash
-       FROM audit_log
-      WHERE ($1::text IS NULL OR actor_id = $1) AND ($2::text IS NULL OR actor_kind = $2) AND ($3::text IS NULL OR action = $3)
-        AND ($4::text IS NULL OR target_type = $4) AND ($5::text IS NULL OR target_id = $5)
-        AND ($6::timestamptz IS NULL OR created_at >= $6) AND ($7::timestamptz IS NULL OR created_at < $7)
-        AND ($8::bigint IS NULL OR seq < $8)
-      ORDER BY seq DESC NULLS FIRST, created_at DESC, id DESC LIMIT $9`,
+    `SELECT * FROM (
+       (SELECT ${columns}, NULL::bigint AS seq, NULL::text AS hash
+          FROM audit_pending p JOIN audit_log a ON a.organization_id = p.organization_id AND a.id = p.id
+         WHERE $8::bigint IS NULL AND ${filters})
+       UNION ALL
+       (SELECT ${columns}, c.seq, encode(c.hash, 'hex') AS hash
+          FROM audit_chain c JOIN audit_log a ON a.organization_id = c.organization_id AND a.id = c.entry_id
+         WHERE ($8::bigint IS NULL OR c.seq < $8) AND ${filters}
+         ORDER BY c.seq DESC LIMIT $9)
+     ) page
+     ORDER BY seq DESC NULLS FIRST, created_at DESC, id DESC LIMIT $9`,
     [q.actorId ?? null, q.actorKind ?? null, q.action ?? null, q.targetType ?? null, q.targetId ?? null, q.from ?? null, q.to ?? null, q.beforeSeq ?? null, q.limit],
   );
   return rows.map(toRecord);
@@ -97,20 +109,22 @@ export interface ChainVerification {
  * and with the last checkpoint the platform recorded (so a cut-off tail is found too).
  */
 export async function verifyChain(m: EntityManager, checkpoint: { seq: number; hash: string } | null): Promise<ChainVerification> {
+  // An entry missing from under its chain row recomputes to a hash of nothing: a mismatch there.
   const [bad] = await m.query<Array<{ seq: string; id: string; reason: BreakReason }>>(
     `SELECT seq, id, CASE WHEN seq <> coalesce(prev_seq, 0) + 1 THEN 'sequence_gap' ELSE 'hash_mismatch' END AS reason
-       FROM (SELECT seq, id, hash,
-                    lag(seq) OVER w AS prev_seq,
-                    sha256(coalesce(lag(hash) OVER w, '\\x'::bytea) || audit_canonical(a)) AS expected
-               FROM audit_log a WHERE seq IS NOT NULL WINDOW w AS (ORDER BY seq)) x
-      WHERE seq <> coalesce(prev_seq, 0) + 1 OR hash <> expected
+       FROM (SELECT c.seq, c.entry_id AS id, c.hash,
+                    lag(c.seq) OVER w AS prev_seq,
+                    sha256(coalesce(lag(c.hash) OVER w, '\\x'::bytea) || audit_canonical(a, c.seq)) AS expected
+               FROM audit_chain c LEFT JOIN audit_log a ON a.organization_id = c.organization_id AND a.id = c.entry_id
+             WINDOW w AS (ORDER BY c.seq)) x
+      WHERE seq <> coalesce(prev_seq, 0) + 1 OR hash IS DISTINCT FROM expected
       ORDER BY seq LIMIT 1`,
   );
   const [summary] = await m.query<Array<{ n: string; pending: string; last_seq: string | null; last_hash: string | null; head_seq: string | null; head_hash: string | null }>>(
-    `SELECT (SELECT count(*) FROM audit_log WHERE seq IS NOT NULL) AS n,
-            (SELECT count(*) FROM audit_log WHERE seq IS NULL) AS pending,
-            (SELECT seq FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1) AS last_seq,
-            (SELECT encode(hash, 'hex') FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1) AS last_hash,
+    `SELECT (SELECT count(*) FROM audit_chain) AS n,
+            (SELECT count(*) FROM audit_log a WHERE NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.organization_id = a.organization_id AND c.entry_id = a.id)) AS pending,
+            (SELECT seq FROM audit_chain ORDER BY seq DESC LIMIT 1) AS last_seq,
+            (SELECT encode(hash, 'hex') FROM audit_chain ORDER BY seq DESC LIMIT 1) AS last_hash,
             (SELECT seq FROM audit_chain_heads) AS head_seq,
             (SELECT encode(hash, 'hex') FROM audit_chain_heads) AS head_hash`,
   );
@@ -123,7 +137,7 @@ export async function verifyChain(m: EntityManager, checkpoint: { seq: number; h
     return { ...result, ok: false, firstBreak: { seq: lastSeq + 1, id: null, reason: 'truncated' } };
   }
   if (checkpoint) {
-    const [at] = await m.query<Array<{ id: string; hash: string }>>(`SELECT id, encode(hash, 'hex') AS hash FROM audit_log WHERE seq = $1`, [checkpoint.seq]);
+    const [at] = await m.query<Array<{ id: string; hash: string }>>(`SELECT entry_id AS id, encode(hash, 'hex') AS hash FROM audit_chain WHERE seq = $1`, [checkpoint.seq]);
     if (!at || at.hash !== checkpoint.hash) return { ...result, ok: false, firstBreak: { seq: checkpoint.seq, id: at?.id ?? null, reason: 'hash_mismatch' } };
   }
   if (summary.head_seq !== null && Number(summary.head_seq) > lastSeq) {

@@ -1,4 +1,4 @@
-import { Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { BeforeApplicationShutdown, Injectable, Logger } from '@nestjs/common';
 import { quoteIdent } from '../../libs/postgres/index.js';
 import { TenantPools } from '../tenancy/tenant-pools.service.js';
 import type { Placement } from '../tenancy/tenant-route.js';
@@ -9,19 +9,24 @@ const DEBOUNCE_MS = 200;
 /**
  * Seals tenants' new audit entries onto their hash chains (audit_seal(), migrations/tenant/0003),
  * just after the writes that made them commit: a short, separate transaction per tenant, debounced
- * so a burst of writes is sealed in one go. Reading, exporting or verifying a log seals it first.
- * Entries a crash left unsealed are sealed by the next write, read or checkpoint of their tenant.
+ * so a burst of writes is sealed in one go. Reading, exporting or verifying a log seals it first,
+ * and so does shutting down (before the pools close), so a short-lived process (the CLI) leaves
+ * nothing waiting. Entries a crash left unsealed are sealed by the next write, read or checkpoint
+ * of their tenant.
  */
 @Injectable()
-export class AuditSealer implements OnApplicationShutdown {
+export class AuditSealer implements BeforeApplicationShutdown {
   private readonly logger = new Logger(AuditSealer.name);
-  private readonly pending = new Map<string, NodeJS.Timeout>();
+  private readonly pending = new Map<string, { timer: NodeJS.Timeout; placement: Placement }>();
   private readonly running = new Set<Promise<unknown>>();
 
   constructor(private readonly pools: TenantPools) {}
 
-  async onApplicationShutdown(): Promise<void> {
-    for (const timer of this.pending.values()) clearTimeout(timer);
+  async beforeApplicationShutdown(): Promise<void> {
+    for (const [tenantId, { timer, placement }] of this.pending) {
+      clearTimeout(timer);
+      this.start(tenantId, placement);
+    }
     this.pending.clear();
     await Promise.allSettled([...this.running]);
   }
@@ -31,13 +36,17 @@ export class AuditSealer implements OnApplicationShutdown {
     if (this.pending.has(tenantId)) return;
     const timer = setTimeout(() => {
       this.pending.delete(tenantId);
-      const run = this.sealNow(tenantId, placement)
-        .catch((err: Error) => this.logger.warn({ tenantId, reason: err.message }, 'sealing audit entries failed; the next write or read retries'))
-        .finally(() => this.running.delete(run));
-      this.running.add(run);
+      this.start(tenantId, placement);
     }, DEBOUNCE_MS);
     timer.unref();
-    this.pending.set(tenantId, timer);
+    this.pending.set(tenantId, { timer, placement });
+  }
+
+  private start(tenantId: string, placement: Placement): void {
+    const run = this.sealNow(tenantId, placement)
+      .catch((err: Error) => this.logger.warn({ tenantId, reason: err.message }, 'sealing audit entries failed; the next write or read retries'))
+      .finally(() => this.running.delete(run));
+    this.running.add(run);
   }
 
   /** Seals every pending entry of the tenant now; returns how many. */

@@ -8,6 +8,15 @@ import { TenantPools } from '../tenancy/tenant-pools.service.js';
 import type { TenantAccess, TenantRoute } from '../tenancy/tenant-route.js';
 import { AuditSealer } from './audit-sealer.service.js';
 
+const insertEntry = (onConflict: string) =>
+  `WITH entry AS (
+     INSERT INTO audit_log (id, actor_kind, actor_id, action, target_type, target_id, metadata, request_id, ip, user_agent)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)${onConflict} RETURNING id)
+   INSERT INTO audit_pending (id) SELECT id FROM entry`;
+/** An entry and its place in the sealing queue (migrations/tenant/0004), in one statement. */
+const INSERT_ENTRY = insertEntry('');
+const INSERT_ENTRY_ONCE = insertEntry(' ON CONFLICT (organization_id, id) DO NOTHING');
+
 export type AuditActorKind = 'user' | 'support' | 'system' | 'identity_provider';
 
 export interface AuditEntry {
@@ -27,7 +36,7 @@ export interface AuditEntry {
 /**
  * The tenant's audit log, written in the request's own tenant transaction: a change commits with
  * its entry or not at all (the entry is inserted right before COMMIT, in the same message). The
- * database numbers and chains entries (migrations/tenant/0003).
+ * database numbers and chains entries (migrations/tenant/0003, 0004).
  */
 @Injectable()
 export class AuditService {
@@ -120,10 +129,11 @@ export class AuditService {
     const session = this.store.requireSession();
     const support = (context.access as { supportGrant?: { id: string } }).supportGrant;
     const metadata = support ? { ...entry.metadata, supportGrantId: support.id } : (entry.metadata ?? {});
-    // Written with the COMMIT (pipelined): the chain head's row lock is held for no extra round trip.
+    // Written with the COMMIT (pipelined), and queued for sealing in the same statement. An entry
+    // from the outbox keeps its id, so a repeated delivery is recorded once; a fresh id cannot
+    // conflict, and its statement is spared the speculative insert.
     session.deferUntilCommit(
-      `INSERT INTO audit_log (id, actor_kind, actor_id, action, target_type, target_id, metadata, request_id, ip, user_agent)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (organization_id, id) DO NOTHING`,
+      entry.id === undefined ? INSERT_ENTRY : INSERT_ENTRY_ONCE,
       [
         entry.id ?? uuidv7(),
         entry.actorKind ?? (support ? 'support' : 'user'),
@@ -136,7 +146,7 @@ export class AuditService {
         context.request?.ip ?? null,
         context.request?.userAgent ?? null,
       ],
-      'audit_log_insert',
+      entry.id === undefined ? 'audit_log_insert' : 'audit_log_insert_once',
     );
     this.sealer.schedule(context.access.route.id, context.access.route.placement);
   }

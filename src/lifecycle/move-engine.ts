@@ -636,7 +636,8 @@ class MoveRun {
       await preparePlacement(this.runtime, this.move.target);
       this.src = await connectToTenant(this.runtime, this.move.source, this.tenantId, 'tenancy-move');
       this.dst = await connectToTenant(this.runtime, this.move.target, this.tenantId, 'tenancy-move');
-      // The audit log is copied as it is (its seq and hashes kept): see migrations/tenant/0003.
+      // The audit log and its chain are copied as they are; the target's pending queue and chain
+      // head follow what is copied (migrations/tenant/0004).
       await this.dst.query(`SET app.audit_maintenance = 'on'`);
       this.tables = await this.compatibleTables();
       if (this.move.phase === 'preparing') {

@@ -5,9 +5,10 @@ import type { Placement } from '../tenancy/tenant-route.js';
 
 /**
  * Bookkeeping tables of a placement that are not tenant data (never exported, copied or counted):
- * audit_chain_heads is derived from audit_log by its trigger, which rebuilds it as rows are copied.
+ * audit_chain_heads and audit_pending are derived from audit_log and audit_chain, and rebuilt by
+ * their triggers as a data tool copies those (migrations/tenant/0004).
  */
-const NOT_TENANT_DATA = new Set(['_migrations', 'tenant_fences', 'audit_chain_heads']);
+const NOT_TENANT_DATA = new Set(['_migrations', 'tenant_fences', 'audit_chain_heads', 'audit_pending']);
 
 /** A tenant table of a placement, as the platform's data tools (export, move, purge) see it. */
 export interface TenantTable {
@@ -153,11 +154,12 @@ export async function deleteTenantRows(client: pg.ClientBase, tenantId: string):
       const r = await client.query(`DELETE FROM ${quoteIdent(t.name)} WHERE organization_id = $1`, [tenantId]);
       removed.push({ name: t.name, rowsRemoved: r.rowCount ?? 0 });
     }
-    const bookkeeping = await client.query<{ fences: string | null; heads: string | null }>(
-      `SELECT to_regclass('tenant_fences')::text AS fences, to_regclass('audit_chain_heads')::text AS heads`,
+    const bookkeeping = await client.query<{ fences: string | null; heads: string | null; pending: string | null }>(
+      `SELECT to_regclass('tenant_fences')::text AS fences, to_regclass('audit_chain_heads')::text AS heads, to_regclass('audit_pending')::text AS pending`,
     );
     if (bookkeeping.rows[0].fences) await client.query('DELETE FROM tenant_fences WHERE organization_id = $1', [tenantId]);
     if (bookkeeping.rows[0].heads) await client.query('DELETE FROM audit_chain_heads WHERE organization_id = $1', [tenantId]);
+    if (bookkeeping.rows[0].pending) await client.query('DELETE FROM audit_pending WHERE organization_id = $1', [tenantId]);
     await client.query('COMMIT');
     return removed;
   } catch (err) {

@@ -83,15 +83,22 @@ export function grantTenantSchema(schema: string, appUser: string) {
     if (data.length) statements.unshift(`GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE ${data.join(', ')} TO ${app}`);
     // Fences are set and lifted by the platform (moves), read by the write gate: never by the app.
     if (tables.some((t) => t.relname === 'tenant_fences')) statements.push(`REVOKE INSERT, UPDATE, DELETE ON ${s}.tenant_fences FROM ${app}`);
-    // The audit log is append-only for the app; its chain heads are written by the trigger alone.
+    // The audit log is append-only for the app: it adds entries (and queues them for sealing);
+    // the chain and its heads are written by audit_seal() alone.
     if (tables.some((t) => t.relname === 'audit_log')) {
       statements.push(
         `REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ${s}.audit_log FROM ${app}`,
-        // Never the seal (seq, hashes) or the time: entries arrive unsealed, stamped by the database.
+        // Never the time: entries are stamped by the database.
         `GRANT INSERT (organization_id, id, actor_kind, actor_id, action, target_type, target_id, metadata, request_id, ip, user_agent) ON ${s}.audit_log TO ${app}`,
         `REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ${s}.audit_chain_heads FROM ${app}`,
         `GRANT EXECUTE ON FUNCTION ${s}.audit_seal(uuid, integer) TO ${app}`,
       );
+      if (tables.some((t) => t.relname === 'audit_chain')) {
+        statements.push(
+          `REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ${s}.audit_chain FROM ${app}`,
+          `REVOKE UPDATE, DELETE, TRUNCATE ON ${s}.audit_pending FROM ${app}`,
+        );
+      }
     }
     await c.query(statements.join(';\n'));
   };

@@ -5,12 +5,14 @@ import { withSuperuser } from '../../libs/testing/index.js';
 import type { Tier } from '../../src/tenancy/tenant-route.js';
 import { createTenant, seedProjects, TenantFixture, uniqueSlug } from '../support/factories.js';
 import { AuditService } from '../../src/audit/audit.service.js';
+import { connectToTenant } from '../../src/lifecycle/tenant-data.js';
+import { placementFor, preparePlacement } from '../../src/tenancy/placements.js';
 import { startTestApp, TestApp } from '../support/test-app.js';
 
 /**
  * The tenant audit log on real PostgreSQL: every write endpoint leaves exactly one entry in the
  * same transaction (and a rolled-back change none), the app role cannot change or remove entries,
- * tampering done as a superuser (an edited field, a deleted entry, two swapped entries, a cut-off
+ * tampering done as a superuser (an edited field, a deleted entry (with or without its place on the chain), two swapped entries, a cut-off
  * tail) is found and the first bad entry named, and concurrent writers leave a gapless chain.
  */
 let t: TestApp;
@@ -168,6 +170,8 @@ describe('append-only', () => {
   it("refuses the app role's UPDATE and DELETE with a database error, and the owner's without maintenance mode", async () => {
     const tenant = await createTenant(t, { tier: 'shared' });
     await seedProjects(tenant, 1, 0);
+    // Sealed, so that the chain has a row to refuse changes to.
+    expect((await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`)).body).toMatchObject({ ok: true, entries: 1 });
     const server = t.runtime.primary;
     const attempt = async (user: string, password: string) => {
       const c = new pg.Client({ host: server.host, port: server.port, user, password, database: t.database });
@@ -175,7 +179,14 @@ describe('append-only', () => {
       try {
         await c.query(`SELECT set_config('app.current_org_id', $1, false)`, [tenant.id]);
         const errors: string[] = [];
-        for (const sql of [`UPDATE tenant_data.audit_log SET action = 'project.hidden'`, 'DELETE FROM tenant_data.audit_log', 'TRUNCATE tenant_data.audit_log']) {
+        for (const sql of [
+          `UPDATE tenant_data.audit_log SET action = 'project.hidden'`,
+          'DELETE FROM tenant_data.audit_log',
+          'TRUNCATE tenant_data.audit_log',
+          'UPDATE tenant_data.audit_chain SET seq = seq + 1',
+          'DELETE FROM tenant_data.audit_chain',
+          'TRUNCATE tenant_data.audit_chain',
+        ]) {
           errors.push(await c.query(sql).then(() => 'allowed', (err: { code?: string }) => err.code ?? 'error'));
         }
         return errors;
@@ -183,8 +194,9 @@ describe('append-only', () => {
         await c.end();
       }
     };
-    expect(await attempt(server.appUser, server.appPassword)).toEqual(['42501', '42501', '42501']);
-    // Nor can it write an entry that claims a place on the chain, or its own time.
+    expect(await attempt(server.appUser, server.appPassword)).toEqual(Array(6).fill('42501'));
+    // Nor can it give an entry a place on the chain, its own time, or take entries off the queue
+    // of those waiting to be sealed.
     const app = new pg.Client({ host: server.host, port: server.port, user: server.appUser, password: server.appPassword, database: t.database });
     await app.connect();
     try {
@@ -193,15 +205,21 @@ describe('append-only', () => {
       await expect(
         app.query(`INSERT INTO control.audit_checkpoints (id, tenant_id, seq, hash, source) VALUES (gen_random_uuid(), $1, 1, repeat('0', 64), 'forged')`, [tenant.id]),
       ).rejects.toMatchObject({ code: '42501' });
-      for (const [column, value] of [['seq', '1'], ['hash', `'\\x00'`], ['created_at', `'2001-01-01'`]]) {
-        await expect(
-          app.query(`INSERT INTO tenant_data.audit_log (id, actor_kind, action, ${column}) VALUES (gen_random_uuid(), 'user', 'forged.entry', ${value})`),
-        ).rejects.toMatchObject({ code: '42501' });
+      await expect(
+        app.query(`INSERT INTO tenant_data.audit_log (id, actor_kind, action, created_at) VALUES (gen_random_uuid(), 'user', 'forged.entry', '2001-01-01')`),
+      ).rejects.toMatchObject({ code: '42501' });
+      await expect(
+        app.query(
+          `INSERT INTO tenant_data.audit_chain (seq, entry_id, prev_hash, hash) SELECT 99, id, '\\x', '\\x00' FROM tenant_data.audit_log LIMIT 1`,
+        ),
+      ).rejects.toMatchObject({ code: '42501' });
+      for (const sql of ['DELETE FROM tenant_data.audit_pending', `UPDATE tenant_data.audit_pending SET id = gen_random_uuid()`, 'TRUNCATE tenant_data.audit_pending']) {
+        await expect(app.query(sql)).rejects.toMatchObject({ code: '42501' });
       }
     } finally {
       await app.end();
     }
-    expect(await attempt(server.ownerUser, server.ownerPassword)).toEqual(['42501', '42501', '42501']);
+    expect(await attempt(server.ownerUser, server.ownerPassword)).toEqual(Array(6).fill('42501'));
     expect((await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`)).body).toMatchObject({ ok: true, entries: 1 });
   });
 });
@@ -214,26 +232,40 @@ describe.each(['shared', 'schema', 'dedicated'] as Tier[])('tampering on a %s te
     return tenant;
   }
   const verify = async (tenant: TenantFixture) => (await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`)).body;
+  /** The id of the entry at a place on the chain, as SQL. */
+  const entryAt = (seq: number) => `SELECT entry_id FROM audit_chain WHERE organization_id = :org AND seq = ${seq}`;
 
   it('an edited field', async () => {
     const tenant = await tenantWith(5);
-    await tamper(tenant, `UPDATE audit_log SET metadata = '{"fields":["nothing"]}' WHERE organization_id = :org AND seq = 3`);
+    await tamper(tenant, `UPDATE audit_log SET metadata = '{"fields":["nothing"]}' WHERE organization_id = :org AND id = (${entryAt(3)})`);
     expect(await verify(tenant)).toMatchObject({ ok: false, firstBreak: { seq: 3, reason: 'hash_mismatch' } });
   });
 
   it('a deleted entry', async () => {
     const tenant = await tenantWith(5);
-    await tamper(tenant, 'DELETE FROM audit_log WHERE organization_id = :org AND seq = 2');
+    // With its place on the chain, as an attacker who knows the layout would.
+    await tamper(
+      tenant,
+      `WITH gone AS (DELETE FROM audit_chain WHERE organization_id = :org AND seq = 2 RETURNING entry_id)
+       DELETE FROM audit_log WHERE organization_id = :org AND id IN (SELECT entry_id FROM gone)`,
+    );
     expect(await verify(tenant)).toMatchObject({ ok: false, firstBreak: { seq: 3, reason: 'sequence_gap' } });
+  });
+
+  it('an entry deleted from under its place on the chain', async () => {
+    const tenant = await tenantWith(5);
+    const id = (await entries(tenant)).find((e) => e.seq === 2)!.id;
+    await tamper(tenant, `DELETE FROM audit_log WHERE organization_id = :org AND id = (${entryAt(2)})`);
+    expect(await verify(tenant)).toMatchObject({ ok: false, firstBreak: { seq: 2, id, reason: 'hash_mismatch' } });
   });
 
   it('two swapped entries', async () => {
     const tenant = await tenantWith(5);
     await tamper(
       tenant,
-      `UPDATE audit_log SET seq = -2 WHERE organization_id = :org AND seq = 2;
-       UPDATE audit_log SET seq = 2 WHERE organization_id = :org AND seq = 3;
-       UPDATE audit_log SET seq = 3 WHERE organization_id = :org AND seq = -2`,
+      `UPDATE audit_chain SET seq = -2 WHERE organization_id = :org AND seq = 2;
+       UPDATE audit_chain SET seq = 2 WHERE organization_id = :org AND seq = 3;
+       UPDATE audit_chain SET seq = 3 WHERE organization_id = :org AND seq = -2`,
     );
     expect(await verify(tenant)).toMatchObject({ ok: false, firstBreak: { seq: 2, reason: 'hash_mismatch' } });
   });
@@ -242,8 +274,9 @@ describe.each(['shared', 'schema', 'dedicated'] as Tier[])('tampering on a %s te
     const tenant = await tenantWith(6);
     await tamper(
       tenant,
-      `DELETE FROM audit_log WHERE organization_id = :org AND seq > 4;
-       UPDATE audit_chain_heads SET seq = 4, hash = (SELECT hash FROM audit_log WHERE organization_id = :org AND seq = 4) WHERE organization_id = :org`,
+      `WITH gone AS (DELETE FROM audit_chain WHERE organization_id = :org AND seq > 4 RETURNING entry_id)
+       DELETE FROM audit_log WHERE organization_id = :org AND id IN (SELECT entry_id FROM gone);
+       UPDATE audit_chain_heads SET seq = 4, hash = (SELECT hash FROM audit_chain WHERE organization_id = :org AND seq = 4) WHERE organization_id = :org`,
     );
     expect(await verify(tenant)).toMatchObject({ ok: false, entries: 4, firstBreak: { seq: 5, reason: 'truncated' }, checkpoint: { seq: 6 } });
   });
@@ -313,6 +346,48 @@ describe('entries of control-plane changes', () => {
     expect(await audit.deliverAll()).toBe(0);
     const delivered = (await entries(tenant)).filter((e) => e.action === 'member.added');
     expect(delivered).toEqual([expect.objectContaining({ targetId: userId!, metadata: { role: 'member' } })]);
+  });
+});
+
+describe("copies made by the platform's data tools (a move)", () => {
+  it('rebuild the target\'s queue of entries to seal and its chain head from what they copy, chain first', async () => {
+    const tenant = await createTenant(t, { tier: 'shared' });
+    await seedProjects(tenant, 2, 1);
+    expect((await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`)).body).toMatchObject({ ok: true, entries: 4 });
+    // Two more entries, written as the app writes them and not sealed yet.
+    const pendingIds = await withSuperuser(t.harness, t.harness.primaryPort, t.database, async (c) => {
+      await c.query('BEGIN');
+      await c.query(`SELECT set_config('app.current_org_id', $1, true)`, [tenant.id]);
+      const { rows } = await c.query<{ id: string }>(
+        `WITH entry AS (
+           INSERT INTO tenant_data.audit_log (id, actor_kind, actor_id, action) SELECT gen_random_uuid(), 'system', 'test', 'test.pending' FROM generate_series(1, 2) RETURNING id)
+         INSERT INTO tenant_data.audit_pending (id) SELECT id FROM entry RETURNING id`,
+      );
+      await c.query('COMMIT');
+      return rows.map((r) => r.id).sort();
+    });
+    const target = { ...placementFor(t.runtime, tenant.id, 'schema'), database: t.database };
+    await preparePlacement(t.runtime, target);
+    const copy = await connectToTenant(t.runtime, target, tenant.id);
+    try {
+      // In the order a move copies (tenant tables by name: the chain before the entries).
+      await copy.query(`SET app.audit_maintenance = 'on'`);
+      await copy.query('INSERT INTO audit_chain SELECT * FROM tenant_data.audit_chain');
+      await copy.query('INSERT INTO audit_log SELECT * FROM tenant_data.audit_log');
+      expect((await copy.query<{ id: string }>('SELECT id FROM audit_pending ORDER BY id')).rows.map((r) => r.id)).toEqual(pendingIds);
+      expect((await copy.query('SELECT seq FROM audit_chain_heads')).rows).toEqual([{ seq: '4' }]);
+      // Sealed there, they go on the chain it copied.
+      expect((await copy.query<{ n: number }>('SELECT audit_seal($1) AS n', [tenant.id])).rows[0].n).toBe(2);
+      const chain = await copy.query<{ seq: string; ok: boolean }>(
+        `SELECT c.seq, c.hash = sha256(coalesce(lag(c.hash) OVER (ORDER BY c.seq), '\\x'::bytea) || audit_canonical(a, c.seq)) AS ok
+           FROM audit_chain c JOIN audit_log a ON a.organization_id = c.organization_id AND a.id = c.entry_id ORDER BY c.seq`,
+      );
+      expect(chain.rows).toEqual([1, 2, 3, 4, 5, 6].map((n) => ({ seq: String(n), ok: true })));
+      expect((await copy.query('SELECT count(*)::int AS n FROM audit_pending')).rows).toEqual([{ n: 0 }]);
+    } finally {
+      await copy.end();
+      await withSuperuser(t.harness, t.harness.primaryPort, t.database, (c) => c.query(`DROP SCHEMA "${target.schema}" CASCADE`));
+    }
   });
 });
 

@@ -48,10 +48,9 @@ const EXPECTED = {
  */
 const AUDITED_WRITES = ['project.created', 'project.deleted'];
 const DATA_TABLES = ['projects', 'tasks'];
-const AUDIT_COLUMNS = [
-  'action', 'actor_id', 'actor_kind', 'created_at', 'hash', 'id', 'ip', 'metadata',
-  'prev_hash', 'request_id', 'seq', 'target_id', 'target_type', 'user_agent',
-];
+const AUDIT_COLUMNS = ['action', 'actor_id', 'actor_kind', 'created_at', 'id', 'ip', 'metadata', 'request_id', 'target_id', 'target_type', 'user_agent'];
+const CHAIN_COLUMNS = ['entry_id', 'hash', 'prev_hash', 'seq'];
+const AUDIT_TABLES = ['audit_chain', 'audit_log'];
 const BIG_ROWS = 100_000;
 const MARKER = 'secret-marker';
 
@@ -90,26 +89,33 @@ function parseNdjson(text: string): ParsedExport {
   return { header, rows, lines, manifest, recomputed };
 }
 
-/** The data tables of a per-table record (rows, lines, manifest entries), without the audit log. */
+/** The data tables of a per-table record (rows, lines, manifest entries), without the audit log and its chain. */
 function dataTables<V>(byTable: Record<string, V>): Record<string, V> {
-  return Object.fromEntries(Object.entries(byTable).filter(([name]) => name !== 'audit_log'));
+  return Object.fromEntries(Object.entries(byTable).filter(([name]) => !AUDIT_TABLES.includes(name)));
 }
 
 /**
- * The exported audit log: one entry per write, in key order, numbered from 1 and chained (each
- * entry's prev_hash is the hash before it), times in UTC whatever the server's time zone.
+ * The exported audit log: one entry per write, in key order, and its chain: numbered from 1 in
+ * key order, one place per entry, chained (each prev_hash is the hash before it), times in UTC
+ * whatever the server's time zone.
  */
-function expectAuditLog(rows: Array<Record<string, any>> | undefined, actions: string[]): void {
+function expectAuditLog(tables: Record<string, Array<Record<string, any>>>, actions: string[]): void {
+  const rows = tables.audit_log;
   expect(rows).toHaveLength(actions.length);
-  const ids = rows!.map((r) => r.id as string);
+  const ids = rows.map((r) => r.id as string);
   expect(ids).toEqual([...ids].sort());
-  const chain = [...rows!].sort((a, b) => a.seq - b.seq);
-  expect(chain.map((r) => r.action)).toEqual(actions);
-  expect(chain.map((r) => r.seq)).toEqual(actions.map((_, i) => i + 1));
-  chain.forEach((r, i) => {
+  const chain = tables.audit_chain;
+  expect(chain.map((c) => c.seq)).toEqual(actions.map((_, i) => i + 1));
+  const byId = new Map(rows.map((r) => [r.id as string, r]));
+  expect(chain.map((c) => byId.get(c.entry_id)?.action)).toEqual(actions);
+  rows.forEach((r) => {
     expect(Object.keys(r)).toEqual(AUDIT_COLUMNS);
-    expect(r).toMatchObject({ actor_kind: 'user', hash: expect.stringMatching(/^\\x[0-9a-f]{64}$/), created_at: expect.stringMatching(/\+00:00$/) });
-    expect(r.prev_hash).toBe(i === 0 ? '\\x' : chain[i - 1].hash);
+    expect(r).toMatchObject({ actor_kind: 'user', created_at: expect.stringMatching(/\+00:00$/) });
+  });
+  chain.forEach((c, i) => {
+    expect(Object.keys(c)).toEqual(CHAIN_COLUMNS);
+    expect(c.hash).toMatch(/^\\x[0-9a-f]{64}$/);
+    expect(c.prev_hash).toBe(i === 0 ? '\\x' : chain[i - 1].hash);
   });
 }
 
@@ -258,6 +264,7 @@ describe('GET /tenants/:id/export', () => {
       tenant: { id: tenant.id, slug: tenant.slug, name: `Tenant ${tenant.slug}`, tier, status: 'active' },
       migration: lastMigration,
       tables: [
+        { name: 'audit_chain', key: 'seq', columns: CHAIN_COLUMNS },
         { name: 'audit_log', key: 'id', columns: AUDIT_COLUMNS },
         { name: 'projects', key: 'id', columns: ['created_at', 'description', 'id', 'name', 'updated_at'] },
         { name: 'tasks', key: 'id', columns: ['created_at', 'id', 'project_id', 'status', 'title', 'updated_at'] },
@@ -266,12 +273,15 @@ describe('GET /tenants/:id/export', () => {
     expect(Date.now() - Date.parse(parsed.header.exportedAt)).toBeLessThan(60_000);
     // Parents first: every projects line comes before the first tasks line (the audit log references neither).
     const order = text.split('\n').slice(1, -2).map((l) => JSON.parse(l).table);
-    expect(order).toEqual([...Array(AUDITED_WRITES.length).fill('audit_log'), ...Array(3).fill('projects'), ...Array(3).fill('tasks')]);
+    expect(order).toEqual(
+      [...Array(AUDITED_WRITES.length).fill('audit_chain'), ...Array(AUDITED_WRITES.length).fill('audit_log'), ...Array(3).fill('projects'), ...Array(3).fill('tasks')],
+    );
     expect(dataTables(parsed.rows)).toEqual(EXPECTED);
-    expectAuditLog(parsed.rows.audit_log, AUDITED_WRITES);
+    expectAuditLog(parsed.rows, AUDITED_WRITES);
     expect(parsed.manifest).toEqual({ type: 'manifest', tables: parsed.recomputed });
     expect(parsed.recomputed.projects.rows).toBe(3);
     expect(parsed.recomputed.audit_log.rows).toBe(AUDITED_WRITES.length);
+    expect(parsed.recomputed.audit_chain.rows).toBe(AUDITED_WRITES.length);
     manifests.set(tier, parsed.manifest);
     lines.set(tier, parsed.lines);
   });
@@ -296,13 +306,14 @@ describe('GET /tenants/:id/export', () => {
     const mine = parseNdjson(mineText);
     const theirs = parseNdjson((await exportText(intruder.id)).text);
     expect(dataTables(mine.rows)).toEqual(EXPECTED);
-    expectAuditLog(mine.rows.audit_log, AUDITED_WRITES);
+    expectAuditLog(mine.rows, AUDITED_WRITES);
     expect(JSON.stringify(mine.rows)).not.toContain(intruder.slug);
     expect(theirs.manifest.tables.projects.rows).toBe(3);
     expect(theirs.manifest.tables.tasks.rows).toBe(3);
     // Seeded through the API: one audit entry per project and per task, in the order written.
     expect(theirs.manifest.tables.audit_log.rows).toBe(6);
-    expectAuditLog(theirs.rows.audit_log, Array(3).fill(['project.created', 'task.created']).flat());
+    expect(theirs.manifest.tables.audit_chain.rows).toBe(6);
+    expectAuditLog(theirs.rows, Array(3).fill(['project.created', 'task.created']).flat());
     expect(theirs.manifest).toEqual({ type: 'manifest', tables: theirs.recomputed });
     for (const p of theirs.rows.projects) expect(p.name).toContain(intruder.slug);
     const mineIds = new Set([...mine.rows.projects, ...mine.rows.tasks, ...mine.rows.audit_log].map((r) => r.id));
@@ -326,7 +337,7 @@ describe('GET /tenants/:id/export', () => {
     const rowLines = text.split('\n').filter((l) => l.startsWith('{"') && !l.startsWith('{"header"'));
     expect(ndjson.lines.audit_log).toHaveLength(AUDITED_WRITES.length);
     expect(rowLines.map((l) => l.replace(/,$/, ''))).toEqual(
-      [...ndjson.lines.audit_log, ...ndjson.lines.projects, ...ndjson.lines.tasks].map((l) => l.slice(l.indexOf('"row":') + 6, -1)),
+      [...ndjson.lines.audit_chain, ...ndjson.lines.audit_log, ...ndjson.lines.projects, ...ndjson.lines.tasks].map((l) => l.slice(l.indexOf('"row":') + 6, -1)),
     );
   });
 
@@ -334,9 +345,14 @@ describe('GET /tenants/:id/export', () => {
     const empty = await createTenant(t, { tier: 'schema' });
     const parsed = parseNdjson((await exportText(empty.id)).text);
     const none = createHash('sha256').digest('hex');
-    expect(parsed.manifest.tables).toEqual({ audit_log: { rows: 0, sha256: none }, projects: { rows: 0, sha256: none }, tasks: { rows: 0, sha256: none } });
+    expect(parsed.manifest.tables).toEqual({
+      audit_chain: { rows: 0, sha256: none },
+      audit_log: { rows: 0, sha256: none },
+      projects: { rows: 0, sha256: none },
+      tasks: { rows: 0, sha256: none },
+    });
     const doc = JSON.parse((await exportText(empty.id, 'json')).text);
-    expect(doc.tables).toEqual({ audit_log: [], projects: [], tasks: [] });
+    expect(doc.tables).toEqual({ audit_chain: [], audit_log: [], projects: [], tasks: [] });
     expect(doc.manifest).toEqual(parsed.manifest);
   });
 
@@ -350,7 +366,7 @@ describe('GET /tenants/:id/export', () => {
         const parsed = parseNdjson(text);
         expect(parsed.header.tenant.status).toBe(status);
         expect(dataTables(parsed.rows)).toEqual(EXPECTED);
-        expectAuditLog(parsed.rows.audit_log, AUDITED_WRITES);
+        expectAuditLog(parsed.rows, AUDITED_WRITES);
       }
       await setStatus(id, 'provisioning');
       const refused = await download(`/tenants/${id}/export`);
@@ -511,14 +527,15 @@ describe('tenants export and verify-export (CLI)', () => {
   it('exports to a file with a progress bar, and verify-export confirms it', async () => {
     const out = join(workdir, 'shared.ndjson');
     const run = await cli('tenants', 'export', tenants.shared.slug, '--out', out);
-    const total = 6 + AUDITED_WRITES.length;
+    // The data's 6 rows, and the audit log's entries with their places on the chain.
+    const total = 6 + 2 * AUDITED_WRITES.length;
     expect(run.stderr).toMatch(new RegExp(`export \\[[^\\]]*\\] 100% \\| ${total}/${total} rows \\| ETA`));
     expect(run.code).toBe(0);
     expect(run.stdout).toBe('');
     const text = readFileSync(out, 'utf8');
     const parsed = parseNdjson(text);
     expect(dataTables(parsed.rows)).toEqual(EXPECTED);
-    expectAuditLog(parsed.rows.audit_log, AUDITED_WRITES);
+    expectAuditLog(parsed.rows, AUDITED_WRITES);
     expect(parsed.manifest).toEqual({ type: 'manifest', tables: parsed.recomputed });
     const viaHttp = parseNdjson((await exportText(tenants.shared.id)).text);
     expect(parsed.lines).toEqual(viaHttp.lines);
@@ -528,11 +545,12 @@ describe('tenants export and verify-export (CLI)', () => {
     const [head, ...rows] = tableRows(verified.stdout);
     expect(head).toEqual(['table', 'rows', 'sha256', 'manifest']);
     expect(rows).toEqual([
+      ['audit_chain', String(AUDITED_WRITES.length), parsed.recomputed.audit_chain.sha256, 'ok'],
       ['audit_log', String(AUDITED_WRITES.length), parsed.recomputed.audit_log.sha256, 'ok'],
       ['projects', '3', parsed.recomputed.projects.sha256, 'ok'],
       ['tasks', '3', parsed.recomputed.tasks.sha256, 'ok'],
     ]);
-    expect(verified.stdout).toContain(`${total} rows in 3 tables match the manifest`);
+    expect(verified.stdout).toContain(`${total} rows in 4 tables match the manifest`);
 
     const audit = await t.pools().control().query(
       `SELECT actor_kind FROM control.platform_audit_log WHERE tenant_id = $1 AND action = 'tenant.exported' AND actor_kind = 'operator'`,
@@ -546,13 +564,14 @@ describe('tenants export and verify-export (CLI)', () => {
     expect(run.code).toBe(0);
     const doc = JSON.parse(run.stdout);
     expect(dataTables(doc.tables)).toEqual(EXPECTED);
-    expectAuditLog(doc.tables.audit_log, AUDITED_WRITES);
+    expectAuditLog(doc.tables, AUDITED_WRITES);
     const file = join(workdir, 'dedicated.json');
     writeFileSync(file, run.stdout);
     const verified = await cli('tenants', 'verify-export', file);
     expect(verified.code).toBe(0);
-    expect(tableRows(verified.stdout).slice(1).map((r) => r[3])).toEqual(['ok', 'ok', 'ok']);
+    expect(tableRows(verified.stdout).slice(1).map((r) => r[3])).toEqual(['ok', 'ok', 'ok', 'ok']);
     expect(tableRows(verified.stdout).slice(1).map((r) => r[2])).toEqual([
+      doc.manifest.tables.audit_chain.sha256,
       doc.manifest.tables.audit_log.sha256,
       doc.manifest.tables.projects.sha256,
       doc.manifest.tables.tasks.sha256,
@@ -569,6 +588,7 @@ describe('tenants export and verify-export (CLI)', () => {
     expect(changed.stderr).toContain("table 'tasks'");
     expect(changed.stderr).not.toContain("table 'projects'");
     expect(changed.stderr).not.toContain("table 'audit_log'");
+    expect(changed.stderr).not.toContain("table 'audit_chain'");
 
     const dropped = join(workdir, 'dropped.ndjson');
     writeFileSync(dropped, good.split('\n').filter((l) => !l.includes(P(2))).join('\n'));

@@ -106,21 +106,31 @@ async function placementsOf(t: TestApp): Promise<PlacementRow[]> {
   return asOwner(t, async (c) => (await c.query<PlacementRow>('SELECT id, slug, tier, server_key, database_name, schema_name FROM control.tenants ORDER BY id')).rows);
 }
 
-/** What seedProjects leaves: the rows, and one audit entry per project and per task it created through the API. */
+/**
+ * What seedProjects leaves: the rows, and one audit entry per project and per task it created
+ * through the API, each with its place on the chain once sealed (untilSealed).
+ */
 function seededRows(projects: number, tasksEach: number): Record<string, number> {
-  return { audit_log: projects + projects * tasksEach, projects, tasks: projects * tasksEach };
+  const entries = projects + projects * tasksEach;
+  return { audit_chain: entries, audit_log: entries, projects, tasks: projects * tasksEach };
 }
 
 /**
  * Rows per tenant table of one tenant in one schema, counted as the superuser (RLS does not apply).
- * Bookkeeping tables are not tenant data (the fences and the audit chain heads, derived from
- * audit_log): the tests check those on their own (chainHeadsIn, the fences query).
+ * Bookkeeping tables are not tenant data (the fences, the audit chain heads and the queue of
+ * entries to seal, derived from the log): the tests check those on their own (chainHeadsIn, the
+ * fences query).
  */
 async function countIn(t: TestApp, server: string, database: string, schema: string, tenantId: string): Promise<Record<string, number>> {
   return superuser(t, server, database, async (c) => {
+    // Entries are sealed onto the chain a moment after their write: count once the queue is empty
+    // (or after 5 s), so that a count before and one after compare like with like.
+    const pending = async () =>
+      (await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${quoteIdent(schema)}.audit_pending WHERE organization_id = $1`, [tenantId])).rows[0].n;
+    for (const until = Date.now() + 5_000; (await pending()) > 0 && Date.now() < until; ) await sleep(25);
     const tables = await c.query<{ name: string }>(
       `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname NOT IN ('_migrations', 'tenant_fences', 'audit_chain_heads')
+        WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname NOT IN ('_migrations', 'tenant_fences', 'audit_chain_heads', 'audit_pending')
           AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'organization_id')
         ORDER BY 1`,
       [schema],
@@ -451,8 +461,8 @@ describe('purge', () => {
     const t = targets.get(tier)!;
     const p = (await placementsOf(one)).find((r) => r.id === t.id)!;
     const rows = seededRows(seeded[tier].projects, seeded[tier].tasks);
-    expect(await countIn(one, p.server_key, p.database_name, p.schema_name, t.id)).toEqual(rows);
     await untilSealed(one, p.server_key, p.database_name, p.schema_name, t.id, rows.audit_log);
+    expect(await countIn(one, p.server_key, p.database_name, p.schema_name, t.id)).toEqual(rows);
     expect(await chainHeadsIn(one, p.server_key, p.database_name, p.schema_name, t.id)).toBe(1);
     const othersBefore = await everyOtherTenant(one, [t.id]);
     expect(Object.values(othersBefore).some((counts) => counts.projects > 0)).toBe(true);
@@ -535,10 +545,10 @@ describe('purge', () => {
     await preparePlacement(one.runtime, target);
     const copy = await connectToTenant(one.runtime, target, t.id);
     try {
-      // As a move copies: the audit log as it is (seq and hashes kept), in maintenance mode.
+      // As a move copies: the audit log and its chain as they are, in maintenance mode.
       await copy.query(
         `SET app.audit_maintenance = 'on'; INSERT INTO projects SELECT * FROM tenant_data.projects; INSERT INTO tasks SELECT * FROM tenant_data.tasks;
-         INSERT INTO audit_log SELECT * FROM tenant_data.audit_log`,
+         INSERT INTO audit_chain SELECT * FROM tenant_data.audit_chain; INSERT INTO audit_log SELECT * FROM tenant_data.audit_log`,
       );
     } finally {
       await copy.end();
@@ -575,12 +585,12 @@ describe('purge', () => {
     ]);
     expect(tableCounts(receipt.placements[0])).toEqual(rows);
     expect(tableCounts(receipt.placements[1])).toEqual(rows);
-    // 2 projects, 4 tasks and their 6 audit entries, in each placement.
-    expect(receipt.rowsRemoved).toBe(24);
+    // 2 projects, 4 tasks and their 6 audit entries with their 6 places on the chain, in each placement.
+    expect(receipt.rowsRemoved).toBe(36);
     expect(receipt.verification.nothingLeft).toBe(true);
 
     expect(await schemaExists(one, target.schema)).toBe(false);
-    expect(await countIn(one, 'primary', one.database, 'tenant_data', t.id)).toEqual({ audit_log: 0, projects: 0, tasks: 0 });
+    expect(await countIn(one, 'primary', one.database, 'tenant_data', t.id)).toEqual({ audit_chain: 0, audit_log: 0, projects: 0, tasks: 0 });
     const fences = await superuser(one, 'primary', one.database, async (c) => (await c.query('SELECT 1 FROM tenant_data.tenant_fences WHERE organization_id = $1', [t.id])).rowCount);
     expect(fences).toBe(0);
     expect(await chainHeadsIn(one, 'primary', one.database, 'tenant_data', t.id)).toBe(0);
@@ -721,7 +731,7 @@ describe('the sweeper', () => {
       expect(sha256(receipt)).toBe(digest);
       expect(receipt.purgedBy).toEqual({ kind: 'system', id: 'lifecycle-sweeper' });
       expect(tableCounts(receipt.placements[0])).toEqual(seededRows(2, 3));
-      expect(await countIn(own, 'primary', own.database, 'tenant_data', t.id)).toEqual({ audit_log: 0, projects: 0, tasks: 0 });
+      expect(await countIn(own, 'primary', own.database, 'tenant_data', t.id)).toEqual({ audit_chain: 0, audit_log: 0, projects: 0, tasks: 0 });
       expect(await chainHeadsIn(own, 'primary', own.database, 'tenant_data', t.id)).toBe(0);
       expect(await countIn(own, 'primary', own.database, 'tenant_data', neighbour.id)).toEqual(seededRows(1, 1));
       expect(await chainHeadsIn(own, 'primary', own.database, 'tenant_data', neighbour.id)).toBe(1);
@@ -798,13 +808,17 @@ describe('the operators CLI', () => {
 
     expect((await cli('tenants', 'delete', t.slug)).code).toBe(0);
     await makeDue(one, t.id);
+    // Every entry sealed (countIn waits for that), so that the count below does not depend on when.
+    const p = (await placementsOf(one)).find((r) => r.id === t.id)!;
+    await countIn(one, p.server_key, p.database_name, p.schema_name, t.id);
     const swept = await cli('tenants', 'purge', '--due');
     expect(swept.code).toBe(0);
     const sweptRows = tableRows(swept.stdout);
     expect(sweptRows[0]).toEqual(['slug', 'id', 'tier', 'rows removed', 'receipt sha256']);
     const mine = sweptRows.find((r) => r[0] === t.slug)!;
-    // 2 projects, 4 tasks and their 6 audit entries, and the 2 entries of its suspension and reactivation.
-    expect(mine.slice(1, 4)).toEqual([t.id, 'schema', '14']);
+    // 2 projects, 4 tasks and their 6 audit entries, and the 2 entries of its suspension and
+    // reactivation, each of the 8 entries with its place on the chain.
+    expect(mine.slice(1, 4)).toEqual([t.id, 'schema', '22']);
     expect(swept.stderr).toMatch(/purging due tenants/);
     expect(swept.stderr).toMatch(/\d+ purged, 0 being purged by another process, 0 failed/);
 

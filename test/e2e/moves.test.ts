@@ -86,6 +86,8 @@ describe.each(directions)('a move from %s (%s) to %s (%s)', (fromTier, fromServe
   beforeAll(async () => {
     tenant = await createTenant(t, { tier: fromTier, server: fromTier === 'dedicated' ? fromServer : undefined });
     await seedProjects(tenant, 4, 2);
+    // Sealed (verify seals first), so that the chain's 12 rows are there to copy.
+    expect((await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`)).body).toMatchObject({ ok: true, entries: 12 });
     before = await contentOf(tenant);
     const started = await admin.post(`/tenants/${tenant.id}/move`, { tier: toTier, server: toTier === 'dedicated' ? toServer : undefined });
     expect(started.status).toBe(202);
@@ -94,9 +96,10 @@ describe.each(directions)('a move from %s (%s) to %s (%s)', (fromTier, fromServe
   });
 
   it('verifies every table on both sides and flips the routing table', async () => {
-    // 4 projects and 8 tasks, and the 12 audit entries their creation wrote.
-    expect(move).toMatchObject({ phase: 'flipped', state: 'awaiting_cleanup', rowsTotal: 24, rowsCopied: 24, percent: 100, error: null });
+    // 4 projects and 8 tasks, and the 12 audit entries their creation wrote with their 12 places on the chain.
+    expect(move).toMatchObject({ phase: 'flipped', state: 'awaiting_cleanup', rowsTotal: 36, rowsCopied: 36, percent: 100, error: null });
     expect(move.verification.tables.audit_log.target.rows).toBe(12);
+    expect(move.verification.tables.audit_chain.target.rows).toBe(12);
     expect(move.verification.ok).toBe(true);
     expect(move.verification.tables.projects.source).toEqual(move.verification.tables.projects.target);
     expect(move.verification.tables.projects.source.rows).toBe(4);
@@ -165,6 +168,48 @@ describe('moving back and forth', () => {
     expect((await tenant.owner.post(`/orgs/${tenant.slug}/projects`, { name: 'back home' })).status).toBe(201);
     const list = await admin.get(`/tenants/${tenant.id}/moves`);
     expect(list.body.items.map((m: { id: string }) => m.id)).toEqual([second.body.id, first.body.id]);
+  });
+});
+
+describe('moving entries that wait to be sealed', () => {
+  it('copies them as pending, seals them at the target onto the chain it copied, and leaves no queue behind', async () => {
+    const tenant = await createTenant(t, { tier: 'shared' });
+    await seedProjects(tenant, 2, 1);
+    expect((await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`)).body).toMatchObject({ ok: true, entries: 4 });
+    // Three entries written as the app writes them (entry and queue row in one statement), with no
+    // sealer told about them: still pending when the move copies.
+    await withSuperuser(t.harness, t.harness.primaryPort, t.database, async (c) => {
+      await c.query('BEGIN');
+      await c.query(`SELECT set_config('app.current_org_id', $1, true)`, [tenant.id]);
+      await c.query(
+        `WITH entry AS (
+           INSERT INTO tenant_data.audit_log (id, actor_kind, actor_id, action)
+           SELECT gen_random_uuid(), 'system', 'test', 'test.pending' FROM generate_series(1, 3) RETURNING id)
+         INSERT INTO tenant_data.audit_pending (id) SELECT id FROM entry`,
+      );
+      await c.query('COMMIT');
+    });
+    const started = await admin.post(`/tenants/${tenant.id}/move`, { tier: 'schema' });
+    expect(started.status).toBe(202);
+    const move = await waitForMove(admin, tenant.id, started.body.id);
+    expect(move).toMatchObject({ phase: 'flipped', error: null });
+    expect(move.verification.tables.audit_log.target.rows).toBe(7);
+    // Copied as they were when the move last caught up: still pending (a queue row each at the
+    // target), or sealed at the source meanwhile (by a checkpoint) and copied with their places.
+    const chained = move.verification.tables.audit_chain.target.rows as number;
+    expect([4, 7]).toContain(chained);
+    const schema = tenantObjectName(tenant.id);
+    const queued = () =>
+      withSuperuser(t.harness, t.harness.primaryPort, t.database, async (c) =>
+        (await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${schema}".audit_pending WHERE organization_id = $1`, [tenant.id])).rows[0].n,
+      );
+    expect(await queued()).toBe(7 - chained);
+    // Sealed at the target, after the 4 it brought along: 7 in one valid chain.
+    expect((await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`)).body).toMatchObject({ ok: true, entries: 7, pending: 0, head: { seq: 7 } });
+    expect(await queued()).toBe(0);
+    const log = (await tenant.owner.get(`/orgs/${tenant.slug}/audit?limit=10`)).body.items as Array<{ seq: number; action: string }>;
+    expect(log.map((e) => e.seq)).toEqual([7, 6, 5, 4, 3, 2, 1]);
+    expect(log.slice(0, 3).map((e) => e.action)).toEqual(['test.pending', 'test.pending', 'test.pending']);
   });
 });
 

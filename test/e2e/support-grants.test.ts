@@ -136,7 +136,7 @@ async function tenantAudit(tenantId: string, action: string): Promise<Array<Reco
   const [placement] = await owner('SELECT server_key, database_name, schema_name FROM control.tenants WHERE id = $1', [tenantId]);
   const port = placement.server_key === 'primary' ? t.harness.primaryPort : t.harness.secondaryPort;
   return withSuperuser(t.harness, port, placement.database_name, async (c) =>
-    (await c.query(`SELECT actor_kind, actor_id, action, metadata FROM ${quoteIdent(placement.schema_name)}.audit_log WHERE organization_id = $1 AND action = $2 ORDER BY seq`, [tenantId, action]))
+    (await c.query(`SELECT actor_kind, actor_id, action, metadata FROM ${quoteIdent(placement.schema_name)}.audit_log WHERE organization_id = $1 AND action = $2 ORDER BY created_at, id`, [tenantId, action]))
       .rows,
   );
 }
