@@ -124,6 +124,8 @@ CREATE FUNCTION audit_seal(org uuid, max_rows integer DEFAULT 10000) RETURNS int
 DECLARE
   head_seq bigint;
   head_hash bytea;
+  taken uuid[];
+  sealed_before uuid[];
   sealed integer;
   caller_org text := current_setting('app.current_org_id', true);
 BEGIN
@@ -141,14 +143,21 @@ BEGIN
   PERFORM tenant_write_gate();
   INSERT INTO audit_chain_heads (organization_id, seq, hash) VALUES (org, 0, '\x') ON CONFLICT (organization_id) DO NOTHING;
   SELECT seq, hash INTO head_seq, head_hash FROM audit_chain_heads WHERE organization_id = org FOR UPDATE;
-  WITH taken AS (
-    DELETE FROM audit_pending WHERE ctid IN (SELECT ctid FROM audit_pending WHERE organization_id = org LIMIT max_rows)
+  -- Every step looks rows up by key lists (arrays), never by a join the planner could turn into a
+  -- nested loop over the whole chain: the queue's statistics are usually those of a near-empty
+  -- table, and a backlog (after an outage, a migration) must still seal in linear time.
+  WITH batch AS (
+    DELETE FROM audit_pending
+     WHERE ctid = ANY (ARRAY(SELECT ctid FROM audit_pending WHERE organization_id = org LIMIT max_rows))
     RETURNING id
-  ), entries AS (
+  )
+  SELECT coalesce(array_agg(id), '{}') INTO taken FROM batch;
+  -- An entry already on the chain (a copy that brought its place along) is not sealed again.
+  SELECT coalesce(array_agg(entry_id), '{}') INTO sealed_before FROM audit_chain WHERE organization_id = org AND entry_id = ANY (taken);
+  WITH entries AS (
     SELECT a, head_seq + row_number() OVER (ORDER BY a.created_at, a.id) AS seq
       FROM audit_log a
-     WHERE a.organization_id = org AND a.id IN (SELECT id FROM taken)
-       AND NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.organization_id = org AND c.entry_id = a.id)
+     WHERE a.organization_id = org AND a.id = ANY (taken) AND NOT (a.id = ANY (sealed_before))
   ), chained AS (
     SELECT seq, (a).id AS id, audit_chain_hash(head_hash, audit_canonical(a, seq)) OVER (ORDER BY seq) AS hash FROM entries
   ), appended AS (
