@@ -26,11 +26,6 @@ CREATE TABLE audit_chain (
   -- seal. verify finds an entry missing from under its chain row.
   CONSTRAINT audit_chain_entry_key UNIQUE (organization_id, entry_id)
 );
-ALTER TABLE audit_chain ENABLE ROW LEVEL SECURITY;
-ALTER TABLE audit_chain FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON audit_chain
-  USING (organization_id = nullif(current_setting('app.current_org_id', true), '')::uuid)
-  WITH CHECK (organization_id = nullif(current_setting('app.current_org_id', true), '')::uuid);
 
 -- Entries written but not sealed yet: a queue (no index: it holds a moment's writes), filled by
 -- the statement that writes the entry, emptied by audit_seal() in the transaction that seals.
@@ -39,16 +34,24 @@ CREATE TABLE audit_pending (
   organization_id uuid NOT NULL DEFAULT nullif(current_setting('app.current_org_id', true), '')::uuid,
   id              uuid NOT NULL
 );
+
+-- Every tenant's seals and unsealed entries, moved before row-level security is switched on for
+-- the new tables (the owner writes all tenants' rows here, with no tenant set).
+INSERT INTO audit_chain (organization_id, seq, entry_id, prev_hash, hash)
+  SELECT organization_id, seq, id, prev_hash, hash FROM audit_log WHERE seq IS NOT NULL;
+INSERT INTO audit_pending (organization_id, id)
+  SELECT organization_id, id FROM audit_log WHERE seq IS NULL;
+
+ALTER TABLE audit_chain ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audit_chain FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON audit_chain
+  USING (organization_id = nullif(current_setting('app.current_org_id', true), '')::uuid)
+  WITH CHECK (organization_id = nullif(current_setting('app.current_org_id', true), '')::uuid);
 ALTER TABLE audit_pending ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audit_pending FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON audit_pending
   USING (organization_id = nullif(current_setting('app.current_org_id', true), '')::uuid)
   WITH CHECK (organization_id = nullif(current_setting('app.current_org_id', true), '')::uuid);
-
-INSERT INTO audit_chain (organization_id, seq, entry_id, prev_hash, hash)
-  SELECT organization_id, seq, id, prev_hash, hash FROM audit_log WHERE seq IS NOT NULL;
-INSERT INTO audit_pending (organization_id, id)
-  SELECT organization_id, id FROM audit_log WHERE seq IS NULL;
 
 -- The entry loses its seal columns (and with them the sequence's unique index and the index of
 -- unsealed entries); nothing updates an entry any more.

@@ -66,8 +66,8 @@ const toRecord = (r: Row): AuditRecord => ({
 /**
  * One page of the tenant's audit log, newest first, filtered; `m` is the tenant transaction's
  * manager. Entries waiting to be sealed come first (from the pending queue, a moment's writes),
- * then sealed ones by sequence number, walking the chain's primary key backwards and fetching each
- * entry by its key (a LATERAL lookup the planner cannot turn into a join over the whole log).
+ * then sealed ones by sequence number, walking the chain's primary key backwards. Each entry is
+ * fetched by its key (a LATERAL lookup the planner cannot turn into a join over the whole log).
  */
 export async function listAudit(m: EntityManager, q: AuditQuery): Promise<AuditRecord[]> {
   const filters = `($1::text IS NULL OR a.actor_id = $1) AND ($2::text IS NULL OR a.actor_kind = $2) AND ($3::text IS NULL OR a.action = $3)
@@ -77,7 +77,8 @@ export async function listAudit(m: EntityManager, q: AuditQuery): Promise<AuditR
   const rows = await m.query<Row[]>(
     `SELECT * FROM (
        (SELECT ${columns}, NULL::bigint AS seq, NULL::text AS hash
-          FROM audit_pending p JOIN audit_log a ON a.organization_id = p.organization_id AND a.id = p.id
+          FROM audit_pending p
+         CROSS JOIN LATERAL (SELECT * FROM audit_log e WHERE e.organization_id = p.organization_id AND e.id = p.id LIMIT 1) a
          WHERE $8::bigint IS NULL AND ${filters})
        UNION ALL
        (SELECT ${columns}, c.seq, encode(c.hash, 'hex') AS hash

@@ -7,7 +7,7 @@ const BATCH = 10_000;
 const DEBOUNCE_MS = 200;
 
 /**
- * Seals tenants' new audit entries onto their hash chains (audit_seal(), migrations/tenant/0003),
+ * Seals tenants' new audit entries onto their hash chains (audit_seal(), migrations/tenant/0004),
  * just after the writes that made them commit: a short, separate transaction per tenant, debounced
  * so a burst of writes is sealed in one go. Reading, exporting or verifying a log seals it first,
  * and so does shutting down (before the pools close), so a short-lived process (the CLI) leaves

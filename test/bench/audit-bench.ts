@@ -7,7 +7,8 @@
  * "POST /orgs/:slug/projects" for a shared tenant of its own; autocannon measures the apps in turns
  * (measureInTurns), and the ratio of the medians is the result (target ≥ 0.85); the median of
  * the rounds' own ratios (each round measures both variants within a minute) is printed too, as
- * the machine's speed drifts from round to round. BENCH_AA=1 makes all four apps audited (an A/A
+ * the machine's speed drifts from round to round, and so is the CPU time a request costs, in the app
+ * and in PostgreSQL (from /proc), which drifts much less. BENCH_AA=1 makes all four apps audited (an A/A
  * check of the method: how far apart identical apps measure). Then BENCH_AUDIT_ENTRIES (1,000,000) entries are
  * appended to one tenant's log by SQL, sealed onto its chain by one audit_seal() call (timed), and
  * GET /audit/verify recomputes the whole chain: entries per second, and the app's RSS before and during (the chain
@@ -16,7 +17,7 @@
  */
 import autocannon from 'autocannon';
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { freePort, HttpClient } from '../../libs/testing/index.js';
 import { measureInTurns, mintSession, startApp, startBenchServer, stopApp } from './app-process.js';
 
@@ -25,7 +26,38 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 const ENTRIES = Number(process.env.BENCH_AUDIT_ENTRIES ?? 1_000_000);
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+/** The median (of an even count: the mean of the middle two). */
+const median = (xs: number[]) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
+/** User and system CPU seconds of these processes so far (Linux /proc; 0 for one that is gone). */
+function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // exited
+    }
+  }
+  return ticks / 100;
+}
+/** Every PostgreSQL process on the machine (the bench's server is the only one it starts). */
+function postgresPids(): number[] {
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number)
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres';
+      } catch {
+        return false;
+      }
+    });
+}
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 
 async function main(): Promise<void> {
@@ -61,12 +93,28 @@ async function main(): Promise<void> {
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
         body: JSON.stringify({ name: 'benchmark project' }),
       });
+    // CPU time per request of each turn: the measured app's, and all of PostgreSQL's (every backend,
+    // the sealer's included, and the background processes), from /proc. Throughput on this shared
+    // machine drifts from round to round; what a request costs in CPU drifts much less.
+    const cpu: Record<'with' | 'without', Array<{ app: number; db: number }>> = { with: [], without: [] };
+    const pids = [portA, portB, portB2, portA2].map((_, i) => apps[i].pid!);
+    const measured = ([['with', portA], ['without', portB], ['without', portB2], ['with', portA2]] as const).map(([variant, port], i) => ({
+      variant,
+      port,
+      run: async (d: number) => {
+        const [app0, db0] = [cpuSeconds([pids[i]]), cpuSeconds(postgresPids())];
+        const r = await run(port, tenants[variant].slug, d);
+        const requests = r.requests.total;
+        if (d >= DURATION) {
+          const turn = { app: ((cpuSeconds([pids[i]]) - app0) * 1e6) / requests, db: ((cpuSeconds(postgresPids()) - db0) * 1e6) / requests };
+          cpu[variant].push(turn);
+          log(`  CPU per request: app ${turn.app.toFixed(0)} µs, PostgreSQL ${turn.db.toFixed(0)} µs`);
+        }
+        return r;
+      },
+    }));
     const rps = await measureInTurns(
-      ([['with', portA], ['without', portB], ['without', portB2], ['with', portA2]] as const).map(([variant, port]) => ({
-        variant,
-        port,
-        run: (d: number) => run(port, tenants[variant].slug, d),
-      })),
+      measured,
       { rounds: ROUNDS, durationSeconds: DURATION, warmupSeconds: 2, unit: 'writes/s' },
       log,
     );
@@ -122,6 +170,12 @@ async function main(): Promise<void> {
         `| POST /orgs/:slug/projects without auditing (baseline) | ${withoutW.toFixed(0)} | 1.00× |`,
         `| the same, audited (as shipped) | ${withW.toFixed(0)} | ${(withW / withoutW).toFixed(3)}× (target ≥ 0.85) |`,
         `| the same, median of the ${roundRatios.length} rounds' own ratios | | ${median(roundRatios).toFixed(3)}× |`,
+        '',
+        '| variant | app CPU per request (µs, median of turns) | PostgreSQL CPU per request (µs) |',
+        '|---|---:|---:|',
+        ...(['without', 'with'] as const).map(
+          (v) => `| ${v} auditing | ${median(cpu[v].map((c) => c.app)).toFixed(0)} | ${median(cpu[v].map((c) => c.db)).toFixed(0)} |`,
+        ),
         '',
         '| chain | entries | seconds | entries/s | app RSS before → peak |',
         '|---|---:|---:|---:|---:|',

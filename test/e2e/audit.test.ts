@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import pg from 'pg';
-import { tenantObjectName } from '../../libs/postgres/index.js';
+import { randomUUID } from 'node:crypto';
+import { fromRoot } from '../../config/paths.js';
+import { loadSqlMigrations, migrateSchema, tenantObjectName } from '../../libs/postgres/index.js';
 import { withSuperuser } from '../../libs/testing/index.js';
 import type { Tier } from '../../src/tenancy/tenant-route.js';
 import { createTenant, seedProjects, TenantFixture, uniqueSlug } from '../support/factories.js';
@@ -346,6 +348,73 @@ describe('entries of control-plane changes', () => {
     expect(await audit.deliverAll()).toBe(0);
     const delivered = (await entries(tenant)).filter((e) => e.action === 'member.added');
     expect(delivered).toEqual([expect.objectContaining({ targetId: userId!, metadata: { role: 'member' } })]);
+  });
+});
+
+describe('tenant migration 0004 (the chain moves out of the entries)', () => {
+  it('keeps every chain sealed before it, queues what was not sealed yet, and the chain goes on', async () => {
+    const server = t.runtime.primary;
+    const owner = new pg.Client({ host: server.host, port: server.port, user: server.ownerUser, password: server.ownerPassword, database: t.database });
+    await owner.connect();
+    const schema = `audit_migration_${randomUUID().slice(0, 8)}`;
+    const all = loadSqlMigrations(fromRoot('migrations', 'tenant'));
+    const [a, b] = [randomUUID(), randomUUID()];
+    const write = async (org: string, n: number) => {
+      await owner.query('BEGIN');
+      await owner.query(`SELECT set_config('app.current_org_id', $1, true)`, [org]);
+      await owner.query(`INSERT INTO "${schema}".audit_log (id, actor_kind, actor_id, action) SELECT gen_random_uuid(), 'system', 'test', 'test.before' FROM generate_series(1, $1::int)`, [n]);
+      await owner.query('COMMIT');
+    };
+    const seal = async (org: string) => {
+      await owner.query('BEGIN');
+      await owner.query(`SELECT set_config('app.current_org_id', $1, true)`, [org]);
+      const { rows } = await owner.query<{ n: number }>(`SELECT "${schema}".audit_seal($1) AS n`, [org]);
+      await owner.query('COMMIT');
+      return rows[0].n;
+    };
+    try {
+      // As the migrator runs (the owner role, under row-level security), up to 0003: two tenants,
+      // one fully sealed, one with an entry written after its last seal.
+      await migrateSchema(owner, schema, all.filter((m) => m.name < '0004'));
+      await write(a, 3);
+      await write(b, 2);
+      expect([await seal(a), await seal(b)]).toEqual([3, 2]);
+      await write(b, 1);
+      await owner.query(`ALTER TABLE "${schema}".audit_log NO FORCE ROW LEVEL SECURITY`);
+      const sealedBefore = (await owner.query(`SELECT organization_id, seq, id, encode(hash, 'hex') AS hash FROM "${schema}".audit_log WHERE seq IS NOT NULL ORDER BY 1, 2`)).rows;
+      await owner.query(`ALTER TABLE "${schema}".audit_log FORCE ROW LEVEL SECURITY`);
+      expect(sealedBefore).toHaveLength(5);
+
+      expect(await migrateSchema(owner, schema, all)).toEqual(all.filter((m) => m.name >= '0004').map((m) => m.name));
+      // Owner without a tenant set: RLS shows it nothing, so read each tenant's rows as that tenant.
+      const rowsOf = async (org: string, sql: string) => {
+        await owner.query('BEGIN');
+        await owner.query(`SELECT set_config('app.current_org_id', $1, true)`, [org]);
+        const { rows } = await owner.query(sql);
+        await owner.query('COMMIT');
+        return rows;
+      };
+      const chain = [
+        ...(await rowsOf(a, `SELECT organization_id, seq, entry_id AS id, encode(hash, 'hex') AS hash FROM "${schema}".audit_chain ORDER BY seq`)),
+        ...(await rowsOf(b, `SELECT organization_id, seq, entry_id AS id, encode(hash, 'hex') AS hash FROM "${schema}".audit_chain ORDER BY seq`)),
+      ];
+      expect(chain).toEqual([...sealedBefore].sort((x, y) => (x.organization_id === a ? -1 : 1) - (y.organization_id === a ? -1 : 1) || Number(x.seq) - Number(y.seq)));
+      expect(await rowsOf(b, `SELECT count(*)::int AS n FROM "${schema}".audit_pending`)).toEqual([{ n: 1 }]);
+      expect(await rowsOf(a, `SELECT count(*)::int AS n FROM "${schema}".audit_pending`)).toEqual([{ n: 0 }]);
+      // The entry left unsealed goes on the chain that was there, which recomputes from its start.
+      expect([await seal(a), await seal(b)]).toEqual([0, 1]);
+      for (const [org, n] of [[a, 3], [b, 3]] as const) {
+        const recomputed = await rowsOf(
+          org,
+          `SELECT c.seq::int AS seq, c.hash = sha256(coalesce(lag(c.hash) OVER (ORDER BY c.seq), '\\x'::bytea) || "${schema}".audit_canonical(e, c.seq)) AS ok
+             FROM "${schema}".audit_chain c JOIN "${schema}".audit_log e ON e.organization_id = c.organization_id AND e.id = c.entry_id ORDER BY c.seq`,
+        );
+        expect(recomputed).toEqual(Array.from({ length: n }, (_, i) => ({ seq: i + 1, ok: true })));
+      }
+    } finally {
+      await owner.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
+      await owner.end();
+    }
   });
 });
 
