@@ -166,6 +166,47 @@ describe('transactions', () => {
     expect(log.map((e) => e.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
     expect((await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`)).body).toMatchObject({ ok: true, entries: 40, head: { seq: 40 } });
   });
+
+  it('sealers racing each other and the writers (several instances) seal every entry exactly once, in one gapless chain', async () => {
+    const tenant = await createTenant(t, { tier: 'shared' });
+    const server = t.runtime.primary;
+    const connect = async () => {
+      const c = new pg.Client({ host: server.host, port: server.port, user: server.appUser, password: server.appPassword, database: t.database });
+      await c.connect();
+      return c;
+    };
+    const clients = await Promise.all(Array.from({ length: 5 }, connect));
+    const inTenant = async (c: pg.Client, sql: string) => {
+      await c.query('BEGIN');
+      await c.query(`SELECT set_config('app.current_org_id', $1, true)`, [tenant.id]);
+      const { rows } = await c.query(sql);
+      await c.query('COMMIT');
+      return rows;
+    };
+    // As the app writes entries (the entry and its queue row in one statement), 20 at a time.
+    const write = (c: pg.Client) =>
+      inTenant(
+        c,
+        `WITH entry AS (
+           INSERT INTO tenant_data.audit_log (id, actor_kind, actor_id, action) SELECT gen_random_uuid(), 'system', 'test', 'test.race' FROM generate_series(1, 20) RETURNING id)
+         INSERT INTO tenant_data.audit_pending (id) SELECT id FROM entry`,
+      );
+    const seal = async (c: pg.Client) => Number((await inTenant(c, `SELECT tenant_data.audit_seal('${tenant.id}', 10) AS n`))[0].n);
+    try {
+      let sealed = 0;
+      for (let round = 0; round < 10; round++) {
+        // Two writers and three sealers at once; each sealer takes at most 10 a call, so that they take different entries.
+        const [, , ...counts] = await Promise.all([write(clients[0]), write(clients[1]), seal(clients[2]), seal(clients[3]), seal(clients[4])]);
+        sealed += counts.reduce((a, b) => a + b, 0);
+      }
+      for (let n = await seal(clients[2]); n > 0; n = await seal(clients[2])) sealed += n;
+      expect(sealed).toBe(400);
+      expect(await inTenant(clients[2], 'SELECT count(*)::int AS n FROM tenant_data.audit_pending')).toEqual([{ n: 0 }]);
+    } finally {
+      await Promise.all(clients.map((c) => c.end()));
+    }
+    expect((await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`)).body).toMatchObject({ ok: true, entries: 400, pending: 0, head: { seq: 400 } });
+  });
 });
 
 describe('append-only', () => {
