@@ -27,12 +27,15 @@ CREATE TABLE audit_chain (
   CONSTRAINT audit_chain_entry_key UNIQUE (organization_id, entry_id)
 );
 
--- Entries written but not sealed yet: a queue (no index: it holds a moment's writes), filled by
--- the statement that writes the entry, emptied by audit_seal() in the transaction that seals.
--- Bookkeeping, not tenant data: a move rebuilds it from what it copies (triggers below).
+-- Entries written but not sealed yet: a queue, filled by the statement that writes the entry,
+-- emptied by audit_seal() in the transaction that seals. Keyed by tenant: on the shared tier it
+-- holds every tenant's moment of writes (and their dead rows until vacuum), and each tenant's
+-- sealing must read only its own. Bookkeeping, not tenant data: a move rebuilds it from what it
+-- copies (triggers below).
 CREATE TABLE audit_pending (
   organization_id uuid NOT NULL DEFAULT nullif(current_setting('app.current_org_id', true), '')::uuid,
-  id              uuid NOT NULL
+  id              uuid NOT NULL,
+  PRIMARY KEY (organization_id, id)
 );
 
 -- Every tenant's seals and unsealed entries, moved before row-level security is switched on for
@@ -118,8 +121,8 @@ CREATE TRIGGER audit_chain_copied AFTER INSERT ON audit_chain FOR EACH ROW
   WHEN (current_setting('app.audit_maintenance', true) = 'on')
   EXECUTE FUNCTION audit_copy_bookkeeping();
 
--- Seals the tenant's pending entries (at most max_rows, oldest first) onto its chain; returns how
--- many. Only for the tenant the caller's transaction is confined to (app.current_org_id), or in
+-- Seals the tenant's pending entries onto its chain (at most max_rows a call, each batch in the
+-- order the entries were written); returns how many. Only for the tenant the caller's transaction is confined to (app.current_org_id), or in
 -- maintenance; concurrent calls for one tenant queue on the head's row lock, and the second then
 -- finds the first one's entries gone from the queue. Like every SECURITY DEFINER function here,
 -- its search_path names pg_temp last (see libs/postgres/migrator.ts).

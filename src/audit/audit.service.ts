@@ -8,14 +8,18 @@ import { TenantPools } from '../tenancy/tenant-pools.service.js';
 import type { TenantAccess, TenantRoute } from '../tenancy/tenant-route.js';
 import { AuditSealer } from './audit-sealer.service.js';
 
-const insertEntry = (onConflict: string) =>
-  `WITH entry AS (
+/** An entry and its place in the sealing queue (migrations/tenant/0004), in one named statement. */
+const insertEntry = (name: string, onConflict: string) => ({
+  name,
+  sql: `WITH entry AS (
      INSERT INTO audit_log (id, actor_kind, actor_id, action, target_type, target_id, metadata, request_id, ip, user_agent)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)${onConflict} RETURNING id)
-   INSERT INTO audit_pending (id) SELECT id FROM entry`;
-/** An entry and its place in the sealing queue (migrations/tenant/0004), in one statement. */
-const INSERT_ENTRY = insertEntry('');
-const INSERT_ENTRY_ONCE = insertEntry(' ON CONFLICT (organization_id, id) DO NOTHING');
+   INSERT INTO audit_pending (id) SELECT id FROM entry`,
+});
+/** A fresh entry: its new id cannot conflict, so the statement is spared the speculative insert. */
+const INSERT_NEW = insertEntry('audit_log_insert', '');
+/** An entry from the outbox keeps its id, so a repeated delivery is recorded once. */
+const INSERT_ONCE = insertEntry('audit_log_insert_once', ' ON CONFLICT (organization_id, id) DO NOTHING');
 
 export type AuditActorKind = 'user' | 'support' | 'system' | 'identity_provider';
 
@@ -129,11 +133,10 @@ export class AuditService {
     const session = this.store.requireSession();
     const support = (context.access as { supportGrant?: { id: string } }).supportGrant;
     const metadata = support ? { ...entry.metadata, supportGrantId: support.id } : (entry.metadata ?? {});
-    // Written with the COMMIT (pipelined), and queued for sealing in the same statement. An entry
-    // from the outbox keeps its id, so a repeated delivery is recorded once; a fresh id cannot
-    // conflict, and its statement is spared the speculative insert.
+    // Written with the COMMIT (pipelined), and queued for sealing in the same statement.
+    const insert = entry.id === undefined ? INSERT_NEW : INSERT_ONCE;
     session.deferUntilCommit(
-      entry.id === undefined ? INSERT_ENTRY : INSERT_ENTRY_ONCE,
+      insert.sql,
       [
         entry.id ?? uuidv7(),
         entry.actorKind ?? (support ? 'support' : 'user'),
@@ -146,7 +149,7 @@ export class AuditService {
         context.request?.ip ?? null,
         context.request?.userAgent ?? null,
       ],
-      entry.id === undefined ? 'audit_log_insert' : 'audit_log_insert_once',
+      insert.name,
     );
     this.sealer.schedule(context.access.route.id, context.access.route.placement);
   }
