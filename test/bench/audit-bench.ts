@@ -19,41 +19,13 @@ import autocannon from 'autocannon';
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { freePort, HttpClient } from '../../libs/testing/index.js';
-import { measureInTurns, mintSession, startApp, startBenchServer, stopApp } from './app-process.js';
+import { cpuSeconds, machineBusySeconds, measureInTurns, median, mintSession, startApp, startBenchServer, stopApp } from './app-process.js';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 const ENTRIES = Number(process.env.BENCH_AUDIT_ENTRIES ?? 1_000_000);
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
-/** The median (of an even count: the mean of the middle two). */
-const median = (xs: number[]) => {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
-/** User and system CPU seconds of these processes so far (Linux /proc; 0 for one that is gone). */
-function cpuSeconds(pids: number[]): number {
-  let ticks = 0;
-  for (const pid of pids) {
-    try {
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // exited
-    }
-  }
-  return ticks / 100;
-}
-/**
- * Busy CPU seconds of the whole machine so far (/proc/stat: everything but idle and I/O wait).
- * Unlike a sum over PostgreSQL's processes, it keeps what a process that exits mid-turn used
- * (autovacuum workers, backends closed by the pools).
- */
-function machineBusySeconds(): number {
-  const [, user, nice, system, , , irq, softirq, steal] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).map(Number);
-  return (user + nice + system + irq + softirq + steal) / 100;
-}
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 
 async function main(): Promise<void> {

@@ -20,14 +20,13 @@
 import autocannon from 'autocannon';
 import type { ChildProcess } from 'node:child_process';
 import { freePort, HttpClient } from '../../libs/testing/index.js';
-import { measureInTurns, mintSession, startApp, startBenchServer, stopApp } from './app-process.js';
+import { measureInTurns, median, mintSession, startApp, startBenchServer, stopApp } from './app-process.js';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 const LIMITS = new Set((process.env.BENCH_LIMITS ?? 'rate,timeout,cap').split(',').map((s) => s.trim()));
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main(): Promise<void> {
   const server = await startBenchServer('billing');
