@@ -14,9 +14,14 @@
  *          fields, checks and indexes cost, without the chain's bookkeeping;
  *   audit  plus the app's own audit statement (src/audit/audit-statements.ts) pipelined with the
  *          COMMIT, and a sealer calling audit_seal() every 200 ms as the app's AuditSealer does.
+ * And two prototypes of a cheaper chain (BENCH_FLOOR_VARIANTS=all), set up by this bench only:
+ *   ids-rows   the entry's row alone, no queue: the sealer is handed the ids of committed entries
+ *              (as an app could), and appends one chain row per entry, as shipped;
+ *   ids-batch  the same, with one chain row per sealed batch (entry ids and hashes in arrays).
  * Each variant's transactions per second and the machine's CPU per transaction (from /proc/stat,
  * less this process), and the ratios to base within each round (their median is the result).
- * Options (environment): BENCH_FLOOR_CLIENTS, BENCH_FLOOR_SECONDS (4), BENCH_FLOOR_ROUNDS (7).
+ * Options (environment): BENCH_FLOOR_CLIENTS, BENCH_FLOOR_SECONDS (4), BENCH_FLOOR_ROUNDS (7),
+ * BENCH_FLOOR_VARIANTS (a comma-separated list, or all; base first).
  */
 import pg from 'pg';
 import { v7 as uuidv7 } from 'uuid';
@@ -31,8 +36,47 @@ const ROUNDS = Number(process.env.BENCH_FLOOR_ROUNDS ?? 7);
 const SCHEMA = 'tenant_data';
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
 
-type Variant = 'base' | 'noop' | 'tiny' | 'entry' | 'audit';
-const VARIANTS: Variant[] = ['base', 'noop', 'tiny', 'entry', 'audit'];
+const ALL = ['base', 'noop', 'tiny', 'entry', 'audit', 'ids-rows', 'ids-batch'] as const;
+type Variant = (typeof ALL)[number];
+const chosen = process.env.BENCH_FLOOR_VARIANTS ?? 'base,noop,tiny,entry,audit';
+const VARIANTS: Variant[] = chosen === 'all' ? [...ALL] : (chosen.split(',').map((v) => v.trim()) as Variant[]);
+for (const v of VARIANTS) if (!ALL.includes(v)) throw new Error(`BENCH_FLOOR_VARIANTS: unknown variant ${v} (known: ${ALL.join(', ')})`);
+if (VARIANTS[0] !== 'base') throw new Error('BENCH_FLOOR_VARIANTS: base must come first (the ratios are to it)');
+
+/**
+ * The prototypes' chain (not the shipped one): a head per tenant, and either a row per entry or a
+ * row per sealed batch. proto_seal() seals the given entries (committed ones; others are not found)
+ * in the order they were written, as audit_seal() does, with the shipped canonical form and hash.
+ */
+const PROTOTYPE_SQL = (schema: string) => `
+  SET search_path = ${schema};
+  CREATE TABLE proto_heads (organization_id uuid PRIMARY KEY, seq bigint NOT NULL, hash bytea NOT NULL);
+  CREATE TABLE proto_rows (organization_id uuid NOT NULL, seq bigint NOT NULL, entry_id uuid NOT NULL, prev_hash bytea NOT NULL, hash bytea NOT NULL,
+    PRIMARY KEY (organization_id, seq), UNIQUE (organization_id, entry_id));
+  CREATE TABLE proto_batches (organization_id uuid NOT NULL, first_seq bigint NOT NULL, entry_ids uuid[] NOT NULL, prev_hash bytea NOT NULL, hashes bytea[] NOT NULL,
+    PRIMARY KEY (organization_id, first_seq));
+  CREATE FUNCTION proto_seal(org uuid, ids uuid[], batch boolean) RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = ${schema} AS $f$
+  DECLARE head_seq bigint; head_hash bytea; es uuid[]; hs bytea[];
+  BEGIN
+    INSERT INTO proto_heads VALUES (org, 0, '\\x') ON CONFLICT DO NOTHING;
+    SELECT seq, hash INTO head_seq, head_hash FROM proto_heads WHERE organization_id = org FOR UPDATE;
+    WITH entries AS (
+      SELECT a, head_seq + row_number() OVER (ORDER BY a.created_at, a.id) AS seq FROM audit_log a WHERE a.organization_id = org AND a.id = ANY (ids)
+    ), chained AS (
+      SELECT seq, (a).id AS id, audit_chain_hash(head_hash, audit_canonical(a, seq)) OVER (ORDER BY seq) AS hash FROM entries
+    )
+    SELECT array_agg(id ORDER BY seq), array_agg(hash ORDER BY seq) INTO es, hs FROM chained;
+    IF coalesce(cardinality(es), 0) = 0 THEN RETURN 0; END IF;
+    IF batch THEN
+      INSERT INTO proto_batches VALUES (org, head_seq + 1, es, head_hash, hs);
+    ELSE
+      INSERT INTO proto_rows SELECT org, head_seq + o, e, CASE WHEN o = 1 THEN head_hash ELSE hs[o - 1] END, h FROM unnest(es, hs) WITH ORDINALITY AS u(e, h, o);
+    END IF;
+    UPDATE proto_heads SET seq = head_seq + cardinality(es), hash = hs[cardinality(hs)] WHERE organization_id = org;
+    RETURN cardinality(es);
+  END $f$;
+  GRANT EXECUTE ON FUNCTION proto_seal(uuid, uuid[], boolean) TO tenancy_app;
+  RESET search_path`;
 
 async function main(): Promise<void> {
   const server = await startBenchServer('audit-floor');
@@ -56,6 +100,7 @@ async function main(): Promise<void> {
     await db.query(`ALTER TABLE ${SCHEMA}.bench_floor_rows ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY`);
     await db.query(`CREATE POLICY tenant_isolation ON ${SCHEMA}.bench_floor_rows USING (organization_id = nullif(current_setting('app.current_org_id', true), '')::uuid) WITH CHECK (organization_id = nullif(current_setting('app.current_org_id', true), '')::uuid)`);
     await db.query(`GRANT INSERT ON ${SCHEMA}.bench_floor_rows TO tenancy_app`);
+    await db.query(PROTOTYPE_SQL(SCHEMA));
 
     const connection = { host: '127.0.0.1', port: server.port, user: 'tenancy_app', password: env.DATABASE_APP_PASSWORD, database: 'tenancy' };
     const clients = await Promise.all(
@@ -68,6 +113,13 @@ async function main(): Promise<void> {
     const entryValues = () => [uuidv7(), 'user', uuidv7(), 'project.created', 'project', uuidv7(), JSON.stringify({ name: 'benchmark project' }), uuidv7(), '127.0.0.1', 'autocannon/8'];
     // The entry's own INSERT, taken from the app's statement (without the queue around it).
     const ENTRY_ONLY = /INSERT INTO audit_log[^)]*\)\s*VALUES \([^)]*\)/.exec(INSERT_NEW.sql)![0];
+    // The prototypes' write: the entry's row alone; its id goes to the sealer once it committed.
+    let handedOver: string[] = [];
+    const entryHandedOver = async (c: pg.Client) => {
+      const values = entryValues();
+      await c.query({ name: 'floor_entry', text: ENTRY_ONLY, values });
+      return () => handedOver.push(values[0]);
+    };
     const prologue = tenantTransactionPrologue({ organizationId: org, schema: SCHEMA, readOnly: false });
     const extra: Record<Variant, ((c: pg.Client) => Promise<unknown>) | null> = {
       base: null,
@@ -75,6 +127,8 @@ async function main(): Promise<void> {
       tiny: (c) => c.query({ name: 'floor_tiny', text: 'INSERT INTO bench_floor_rows (id) VALUES ($1)', values: [uuidv7()] }),
       entry: (c) => c.query({ name: 'floor_entry', text: ENTRY_ONLY, values: entryValues() }),
       audit: (c) => c.query({ name: INSERT_NEW.name, text: INSERT_NEW.sql, values: entryValues() }),
+      'ids-rows': (c) => entryHandedOver(c),
+      'ids-batch': (c) => entryHandedOver(c),
     };
     // One project create, as the app sends it: the prologue pipelined with the INSERT, then the
     // deferred statement (if any) pipelined with the COMMIT.
@@ -86,10 +140,12 @@ async function main(): Promise<void> {
         values: [uuidv7(), 'benchmark project', null],
       });
       const more = extra[v];
-      await Promise.all([more ? more(c) : null, c.query('COMMIT')]);
+      const [after] = await Promise.all([more ? more(c) : null, c.query('COMMIT')]);
+      if (typeof after === 'function') after();
     };
-    // The app's AuditSealer: every 200 ms while entries are being written, one audit_seal() call.
-    let sealing = false;
+    // The app's AuditSealer: every 200 ms while entries are being written, one audit_seal() call
+    // (or, for the prototypes, one proto_seal() call with the ids handed over since the last).
+    let sealing: Variant | null = null;
     let stopped = false;
     const sealer = new pg.Client({ ...connection });
     await sealer.connect();
@@ -99,13 +155,19 @@ async function main(): Promise<void> {
         if (!sealing) continue;
         await sealer.query('BEGIN');
         await sealer.query(`SELECT set_config('app.current_org_id', $1, true)`, [org]);
-        await sealer.query(`SELECT ${SCHEMA}.audit_seal($1, 10000)`, [org]);
+        if (sealing === 'audit') {
+          await sealer.query(`SELECT ${SCHEMA}.audit_seal($1, 10000)`, [org]);
+        } else {
+          const ids = handedOver;
+          handedOver = [];
+          await sealer.query(`SELECT ${SCHEMA}.proto_seal($1, $2, $3)`, [org, ids, sealing === 'ids-batch']);
+        }
         await sealer.query('COMMIT');
       }
     })();
 
     const turn = async (v: Variant, seconds: number) => {
-      sealing = v === 'audit';
+      sealing = v === 'audit' || v === 'ids-rows' || v === 'ids-batch' ? v : null;
       const [machine0, self0, t0] = [machineBusySeconds(), process.cpuUsage(), performance.now()];
       const end = Date.now() + seconds * 1000;
       let n = 0;
@@ -156,6 +218,8 @@ async function main(): Promise<void> {
       tiny: '+ a two-column row',
       entry: "+ the audit entry's row alone (not queued, never sealed)",
       audit: '+ the audit entry, as the app writes it (sealed every 200 ms)',
+      'ids-rows': 'prototype: the entry alone, sealed by the ids handed over, a chain row each',
+      'ids-batch': 'prototype: the same, one chain row per sealed batch',
     };
     process.stdout.write(
       [
