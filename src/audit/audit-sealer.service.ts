@@ -49,6 +49,44 @@ export class AuditSealer implements BeforeApplicationShutdown {
     this.running.add(run);
   }
 
+  /**
+   * Queues the tenant's entries that have neither a place on the chain nor a queue row, and
+   * returns how many. Only an app instance from before tenant migration 0004, still writing while
+   * a rolling deploy applies it, leaves such entries. Nothing else would ever seal them, and the
+   * log's listing (queue plus chain) would not show them. A read of the whole log (an anti-join,
+   * linear), so it runs where the log is read whole anyway: verification. It is a write, so it
+   * passes the tenant's write gate like one.
+   */
+  async requeueUnsealed(tenantId: string, placement: Placement): Promise<number> {
+    const leased = this.pools.lease(placement);
+    const lease = leased instanceof Promise ? await leased : leased;
+    const runner = lease.pool.createQueryRunner();
+    const schema = quoteIdent(placement.schema);
+    try {
+      await runner.query('BEGIN');
+      await runner.query(`SELECT set_config('app.current_org_id', $1, true)`, [tenantId]);
+      await runner.query(`SELECT ${schema}.tenant_write_gate()`);
+      const [{ queued }] = await runner.query(
+        `WITH queued AS (
+           INSERT INTO ${schema}.audit_pending (id)
+           SELECT a.id FROM ${schema}.audit_log a
+            WHERE NOT EXISTS (SELECT 1 FROM ${schema}.audit_chain c WHERE c.organization_id = a.organization_id AND c.entry_id = a.id)
+              AND NOT EXISTS (SELECT 1 FROM ${schema}.audit_pending p WHERE p.organization_id = a.organization_id AND p.id = a.id)
+           ON CONFLICT DO NOTHING RETURNING id)
+         SELECT count(*)::int AS queued FROM queued`,
+      );
+      await runner.query('COMMIT');
+      if (queued) this.logger.warn({ tenantId, queued }, 'audit entries written without a queue row (an app instance older than tenant migration 0004) queued for sealing');
+      return queued;
+    } catch (err) {
+      await runner.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      await runner.release();
+      lease.release();
+    }
+  }
+
   /** Seals every pending entry of the tenant now; returns how many. */
   async sealNow(tenantId: string, placement: Placement): Promise<number> {
     const leased = this.pools.lease(placement);

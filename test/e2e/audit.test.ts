@@ -459,6 +459,34 @@ describe('tenant migration 0004 (the chain moves out of the entries)', () => {
   });
 });
 
+describe('entries written without a queue row (an app instance older than tenant migration 0004, during a rolling deploy)', () => {
+  it.each(['shared', 'schema', 'dedicated'] as Tier[])('are queued and sealed by the next verification, and listed from then on (%s)', async (tier) => {
+    const tenant = await createTenant(t, { tier });
+    await seedProjects(tenant, 2, 0);
+    expect((await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`)).body).toMatchObject({ ok: true, entries: 2, pending: 0 });
+    // As the code before 0004 wrote an entry: the row alone, as the app role, under its tenant.
+    const p = placementOf(tenant);
+    const orphan = randomUUID();
+    await withSuperuser(t.harness, p.port, p.database, async (c) => {
+      await c.query('BEGIN');
+      await c.query(`SET LOCAL ROLE ${t.runtime.primary.appUser}`);
+      await c.query(`SELECT set_config('app.current_org_id', $1, true)`, [tenant.id]);
+      await c.query(
+        `INSERT INTO "${p.schema}".audit_log (id, actor_kind, actor_id, action, target_type, target_id) VALUES ($1, 'user', 'old-instance', 'project.created', 'project', 'p-old')
+         ON CONFLICT (organization_id, id) DO NOTHING`,
+        [orphan],
+      );
+      await c.query('COMMIT');
+    });
+    const verified = await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`);
+    expect(verified.body).toMatchObject({ ok: true, entries: 3, pending: 0 });
+    const listed = (await entries(tenant)).find((e) => e.id === orphan);
+    expect(listed).toMatchObject({ seq: 3, action: 'project.created', actorId: 'old-instance' });
+    // Once queued it is sealed once: a second verification finds nothing more to do.
+    expect((await tenant.owner.get(`/orgs/${tenant.slug}/audit/verify`)).body).toMatchObject({ ok: true, entries: 3, pending: 0 });
+  });
+});
+
 describe("copies made by the platform's data tools (a move)", () => {
   it('rebuild the target\'s queue of entries to seal and its chain head from what they copy, chain first', async () => {
     const tenant = await createTenant(t, { tier: 'shared' });
