@@ -58,50 +58,55 @@ export class AuditSealer implements BeforeApplicationShutdown {
    * passes the tenant's write gate like one.
    */
   async requeueUnsealed(tenantId: string, placement: Placement): Promise<number> {
-    const leased = this.pools.lease(placement);
-    const lease = leased instanceof Promise ? await leased : leased;
-    const runner = lease.pool.createQueryRunner();
     const schema = quoteIdent(placement.schema);
-    try {
-      await runner.query('BEGIN');
-      await runner.query(`SELECT set_config('app.current_org_id', $1, true)`, [tenantId]);
-      await runner.query(`SELECT ${schema}.tenant_write_gate()`);
-      const [{ queued }] = await runner.query(
+    const queued = await this.inTenantTransactions(tenantId, placement, async (query) => {
+      await query(`SELECT ${schema}.tenant_write_gate()`);
+      const [row] = await query(
         `WITH queued AS (
            INSERT INTO ${schema}.audit_pending (id)
            SELECT a.id FROM ${schema}.audit_log a
             WHERE NOT EXISTS (SELECT 1 FROM ${schema}.audit_chain c WHERE c.organization_id = a.organization_id AND c.entry_id = a.id)
               AND NOT EXISTS (SELECT 1 FROM ${schema}.audit_pending p WHERE p.organization_id = a.organization_id AND p.id = a.id)
            ON CONFLICT DO NOTHING RETURNING id)
-         SELECT count(*)::int AS queued FROM queued`,
+         SELECT count(*)::int AS n FROM queued`,
       );
-      await runner.query('COMMIT');
-      if (queued) this.logger.warn({ tenantId, queued }, 'audit entries written without a queue row (an app instance older than tenant migration 0004) queued for sealing');
-      return queued;
-    } catch (err) {
-      await runner.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      await runner.release();
-      lease.release();
-    }
+      return [row.n as number];
+    });
+    if (queued) this.logger.warn({ tenantId, queued }, 'audit entries written without a queue row (an app instance older than tenant migration 0004) queued for sealing');
+    return queued;
   }
 
   /** Seals every pending entry of the tenant now; returns how many. */
-  async sealNow(tenantId: string, placement: Placement): Promise<number> {
+  sealNow(tenantId: string, placement: Placement): Promise<number> {
+    // audit_seal() seals only the tenant the transaction is confined to; a batch a transaction.
+    return this.inTenantTransactions(tenantId, placement, async (query) => {
+      const [row] = await query(`SELECT ${quoteIdent(placement.schema)}.audit_seal($1, $2) AS n`, [tenantId, BATCH]);
+      return row.n < BATCH ? [row.n] : [row.n, 'again'];
+    });
+  }
+
+  /**
+   * Runs `step` in transactions of the sealer's own on the tenant's placement, confined to the
+   * tenant, one after another while it asks for another; returns the sum of what the steps
+   * counted. A failed step is rolled back and thrown.
+   */
+  private async inTenantTransactions(
+    tenantId: string,
+    placement: Placement,
+    step: (query: (sql: string, params?: unknown[]) => Promise<Array<Record<string, any>>>) => Promise<[number, 'again'?]>,
+  ): Promise<number> {
     const leased = this.pools.lease(placement);
     const lease = leased instanceof Promise ? await leased : leased;
     const runner = lease.pool.createQueryRunner();
     try {
       let total = 0;
       for (;;) {
-        // audit_seal() seals only the tenant the transaction is confined to.
         await runner.query('BEGIN');
         await runner.query(`SELECT set_config('app.current_org_id', $1, true)`, [tenantId]);
-        const rows = await runner.query(`SELECT ${quoteIdent(placement.schema)}.audit_seal($1, $2) AS n`, [tenantId, BATCH]);
+        const [counted, again] = await step((sql, params) => runner.query(sql, params));
         await runner.query('COMMIT');
-        total += rows[0].n;
-        if (rows[0].n < BATCH) return total;
+        total += counted;
+        if (!again) return total;
       }
     } catch (err) {
       await runner.query('ROLLBACK').catch(() => undefined);
