@@ -13,7 +13,10 @@
  * appended to one tenant's log by SQL, sealed onto its chain by one audit_seal() call (timed), and
  * GET /audit/verify recomputes the whole chain: entries per second, and the app's RSS before and during (the chain
  * is recomputed by one streaming window query in PostgreSQL; the app only receives the verdict).
- * Options (environment): BENCH_DURATION (5 s), BENCH_CONNECTIONS (16), BENCH_ROUNDS (6), BENCH_AUDIT_ENTRIES.
+ * Options (environment): BENCH_DURATION (5 s), BENCH_CONNECTIONS (16), BENCH_ROUNDS (6), BENCH_AUDIT_ENTRIES,
+ * BENCH_AUDIT_WRITE (project: the smallest write there is; task: "POST /orgs/:slug/projects/:id/tasks",
+ * a write that reads its project first, into one of 16 projects at random, so that concurrent
+ * writes seldom share a project row for their foreign-key checks).
  */
 import autocannon from 'autocannon';
 import type { ChildProcess } from 'node:child_process';
@@ -25,6 +28,8 @@ const DURATION = Number(process.env.BENCH_DURATION ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 const ENTRIES = Number(process.env.BENCH_AUDIT_ENTRIES ?? 1_000_000);
+const WRITE = process.env.BENCH_AUDIT_WRITE ?? 'project';
+if (WRITE !== 'project' && WRITE !== 'task') throw new Error(`BENCH_AUDIT_WRITE: project or task, not ${WRITE}`);
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 
@@ -51,15 +56,32 @@ async function main(): Promise<void> {
       tenants[variant] = { id: res.body.id, slug: res.body.slug };
     }
     const token = await mintSession(db, secret, await userId('owner@bench.test'), 'owner@bench.test');
+    // What each variant's load writes to: its tenant's projects, or tasks of one of its projects.
+    const target: Record<'with' | 'without', { paths: string[]; body: string }> = {} as never;
+    for (const variant of ['with', 'without'] as const) {
+      const projects = `/orgs/${tenants[variant].slug}/projects`;
+      if (WRITE === 'project') {
+        target[variant] = { paths: [projects], body: JSON.stringify({ name: 'benchmark project' }) };
+        continue;
+      }
+      const paths: string[] = [];
+      for (let i = 0; i < 16; i++) {
+        const res = await http.as(token).post(projects, { name: `benchmark tasks ${i}` });
+        if (res.status !== 201) throw new Error(`project: ${res.status} ${JSON.stringify(res.body)}`);
+        paths.push(`${projects}/${res.body.id}/tasks`);
+      }
+      target[variant] = { paths, body: JSON.stringify({ title: 'benchmark task' }) };
+    }
 
-    const run = (p: number, slug: string, duration: number) =>
+    const run = (p: number, variant: 'with' | 'without', duration: number) =>
       autocannon({
-        url: `http://127.0.0.1:${p}/orgs/${slug}/projects`,
+        url: `http://127.0.0.1:${p}${target[variant].paths[0]}`,
         method: 'POST',
         connections: CONNECTIONS,
         duration,
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ name: 'benchmark project' }),
+        body: target[variant].body,
+        requests: [{ setupRequest: (req) => ({ ...req, path: target[variant].paths[Math.floor(Math.random() * target[variant].paths.length)] }) }],
       });
     // CPU time per request of each turn, from /proc: the measured app's, and the rest of the
     // machine's but this bench's own (autocannon): PostgreSQL (every backend, the sealer's
@@ -72,7 +94,7 @@ async function main(): Promise<void> {
       port,
       run: async (d: number) => {
         const [app0, machine0, self0] = [cpuSeconds([pids[i]]), machineBusySeconds(), process.cpuUsage()];
-        const r = await run(port, tenants[variant].slug, d);
+        const r = await run(port, variant, d);
         const requests = r.requests.total;
         if (d >= DURATION) {
           const app = cpuSeconds([pids[i]]) - app0;
@@ -93,6 +115,13 @@ async function main(): Promise<void> {
     const audited = await db.query<{ n: string }>(`SELECT count(*) AS n FROM tenant_data.audit_log WHERE organization_id = $1`, [tenants.with.id]);
     const unaudited = await db.query<{ n: string }>(`SELECT count(*) AS n FROM tenant_data.audit_log WHERE organization_id = $1`, [tenants.without.id]);
     log(`audit entries: ${audited.rows[0].n} with auditing, ${unaudited.rows[0].n} without`);
+    if (WRITE === 'task') {
+      const spread = await db.query<{ min: string; max: string; n: string }>(
+        `SELECT min(c) AS min, max(c) AS max, count(*) AS n FROM (SELECT count(*) AS c FROM tenant_data.tasks WHERE organization_id = $1 GROUP BY project_id) x`,
+        [tenants.with.id],
+      );
+      log(`tasks per project (audited tenant): ${spread.rows[0].min}–${spread.rows[0].max} over ${spread.rows[0].n} projects`);
+    }
 
     // A long chain: entries queued for sealing as the app's writes queue them.
     const seedStart = performance.now();
@@ -139,7 +168,7 @@ async function main(): Promise<void> {
       [
         '| variant | writes/s (median of rounds) | ratio |',
         '|---|---:|---:|',
-        `| POST /orgs/:slug/projects without auditing (baseline) | ${withoutW.toFixed(0)} | 1.00× |`,
+        `| POST ${WRITE === 'project' ? '/orgs/:slug/projects' : '/orgs/:slug/projects/:id/tasks'} without auditing (baseline) | ${withoutW.toFixed(0)} | 1.00× |`,
         `| the same, audited (as shipped) | ${withW.toFixed(0)} | ${(withW / withoutW).toFixed(3)}× (target ≥ 0.85) |`,
         `| the same, median of the ${roundRatios.length} rounds' own ratios | | ${median(roundRatios).toFixed(3)}× |`,
         '',
