@@ -101,8 +101,9 @@ export class AuditController {
     let result = await verifyChain(this.tenant.manager, checkpoint);
     // Entries still without a place right after sealing: either written meanwhile (queued), or
     // left unqueued by an app instance older than tenant migration 0004; the latter are queued
-    // and sealed now.
-    if (result.pending > 0) {
+    // and sealed now. Only onto a chain that verified: entries whose places were cut off the
+    // chain are evidence, and sealing them again would write over it.
+    if (result.ok && result.pending > 0) {
       const { route } = this.store.require().access;
       if ((await this.sealer.requeueUnsealed(route.id, route.placement)) > 0) {
         await this.seal();

@@ -323,6 +323,20 @@ describe.each(['shared', 'schema', 'dedicated'] as Tier[])('tampering on a %s te
     );
     expect(await verify(tenant)).toMatchObject({ ok: false, entries: 4, firstBreak: { seq: 5, reason: 'truncated' }, checkpoint: { seq: 6 } });
   });
+
+  it('a tail cut off the chain alone (its entries kept), with the head rewritten: found, and not sealed over', async () => {
+    const tenant = await tenantWith(6);
+    await tamper(
+      tenant,
+      `DELETE FROM audit_chain WHERE organization_id = :org AND seq > 4;
+       UPDATE audit_chain_heads SET seq = 4, hash = (SELECT hash FROM audit_chain WHERE organization_id = :org AND seq = 4) WHERE organization_id = :org`,
+    );
+    // The two entries without a place look like ones an older app instance left unqueued; the
+    // verification must not put them back on the chain (which would erase the cut).
+    const found = { ok: false, entries: 4, pending: 2, firstBreak: { seq: 5, reason: 'truncated' }, checkpoint: { seq: 6 } };
+    expect(await verify(tenant)).toMatchObject(found);
+    expect(await verify(tenant)).toMatchObject(found);
+  });
 });
 
 describe('writes of the other modules, and refused attempts', () => {
