@@ -81,7 +81,10 @@ async function main(): Promise<void> {
         duration,
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
         body: target[variant].body,
-        requests: [{ setupRequest: (req) => ({ ...req, path: target[variant].paths[Math.floor(Math.random() * target[variant].paths.length)] }) }],
+        // Tasks: a random project per request. Projects: the plain request, as measured before.
+        ...(target[variant].paths.length > 1
+          ? { requests: [{ setupRequest: (req: autocannon.Request) => ({ ...req, path: target[variant].paths[Math.floor(Math.random() * target[variant].paths.length)] }) }] }
+          : {}),
       });
     // CPU time per request of each turn, from /proc: the measured app's, and the rest of the
     // machine's but this bench's own (autocannon): PostgreSQL (every backend, the sealer's

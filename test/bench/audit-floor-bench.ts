@@ -112,7 +112,9 @@ async function main(): Promise<void> {
     );
     const entryValues = () => [uuidv7(), 'user', uuidv7(), 'project.created', 'project', uuidv7(), JSON.stringify({ name: 'benchmark project' }), uuidv7(), '127.0.0.1', 'autocannon/8'];
     // The entry's own INSERT, taken from the app's statement (without the queue around it).
-    const ENTRY_ONLY = /INSERT INTO audit_log[^)]*\)\s*VALUES \([^)]*\)/.exec(INSERT_NEW.sql)![0];
+    const entryOnly = /INSERT INTO audit_log[^)]*\)\s*VALUES \([^)]*\)/.exec(INSERT_NEW.sql);
+    if (!entryOnly) throw new Error("the app's audit statement (src/audit/audit-statements.ts) no longer has the INSERT INTO audit_log ... VALUES (...) this bench takes from it");
+    const ENTRY_ONLY = entryOnly[0];
     // The prototypes' write: the entry's row alone; its id goes to the sealer once it committed.
     let handedOver: string[] = [];
     const entryHandedOver = async (c: pg.Client) => {
